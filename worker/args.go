@@ -1,0 +1,158 @@
+package worker
+
+import (
+	"bytes"
+	stdjson "encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Args are the arguments of one call, as raw JSON values. For a plain Resque
+// job they are the elements of "args". For an item of a gomap batch they are
+// the item's elements when the item is a JSON array, else the item itself as
+// the one argument (docs/protocol.md, "Items").
+type Args struct {
+	vals      [][]byte
+	useNumber bool
+}
+
+// Len is the number of arguments.
+func (a Args) Len() int { return len(a.vals) }
+
+// Raw is the JSON of argument i.
+func (a Args) Raw(i int) []byte { return a.vals[i] }
+
+// Decode decodes argument i into v (a pointer) as encoding/json does, with
+// numbers in interface values as json.Number when the worker uses numbers.
+func (a Args) Decode(i int, v any) error {
+	if err := decodeJSON(a.vals[i], v, a.useNumber); err != nil {
+		return &ArgumentError{Index: i, Err: err}
+	}
+	return nil
+}
+
+// ArgumentError says which argument did not fit the function.
+type ArgumentError struct {
+	Index int // the argument's position, from 0; -1 for the argument count
+	Err   error
+}
+
+func (e *ArgumentError) Error() string {
+	if e.Index < 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("argument %d: %v", e.Index+1, e.Err)
+}
+
+func (e *ArgumentError) Unwrap() error { return e.Err }
+
+func arityError(want, got int) error {
+	return &ArgumentError{Index: -1, Err: fmt.Errorf("takes %d argument%s, got %d", want, plural(want), got)}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func decodeJSON(raw []byte, v any, useNumber bool) error {
+	d := stdjson.NewDecoder(bytes.NewReader(raw))
+	if useNumber {
+		d.UseNumber()
+	}
+	return d.Decode(v)
+}
+
+// itemArgs makes the arguments of one item: the elements of an array, else the
+// item as the only argument.
+func itemArgs(item []byte, buf [][]byte, useNumber bool) (Args, error) {
+	if len(item) > 0 && item[0] == '[' {
+		vals, err := splitArray(item, buf[:0])
+		return Args{vals: vals, useNumber: useNumber}, err
+	}
+	return Args{vals: append(buf[:0], item), useNumber: useNumber}, nil
+}
+
+// jobArgs makes the arguments of a plain job from its "args" value.
+func jobArgs(raw []byte, useNumber bool) (Args, error) {
+	if len(raw) == 0 || raw[0] != '[' {
+		return Args{}, &ArgumentError{Index: -1, Err: errors.New(`"args" is not a JSON array`)}
+	}
+	vals, err := splitArray(raw, nil)
+	return Args{vals: vals, useNumber: useNumber}, err
+}
+
+// splitArray appends the elements of the JSON array b to dst. b must be valid
+// JSON (the payload decoder validated it), so this only finds boundaries: it
+// tracks strings and nesting, and the values come out without surrounding
+// white space.
+func splitArray(b []byte, dst [][]byte) ([][]byte, error) {
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		return dst, nil
+	}
+	for i < len(b) {
+		end := valueEnd(b, i)
+		dst = append(dst, b[i:end])
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			break
+		}
+		if b[i] == ']' {
+			return dst, nil
+		}
+		i = skipSpace(b, i+1) // the comma
+	}
+	return dst, errors.New("truncated JSON array")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string that starts at b[i].
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}

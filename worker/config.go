@@ -1,0 +1,221 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomap/gomap/worker/internal/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// Queue is one queue a worker takes jobs from.
+type Queue struct {
+	Name   string
+	Weight int // 0 for all queues: strict order; > 0 for all: weighted order
+}
+
+// Config configures a Worker. Every field has a default, filled by New; the
+// command-line flags of cmd/gomap-worker map onto it one to one.
+type Config struct {
+	// Queues to take jobs from. Without weights they are polled strictly in
+	// this order, as Ruby Resque does; with weights (goworker's
+	// "high=2,low=1") each poll takes them in a random order in which a queue
+	// comes first with probability proportional to its weight.
+	// default: one queue per registered function, named after it, sorted.
+	Queues []Queue
+
+	// Interval is the longest a worker waits between two polls of its queues
+	// while they are empty. An idle worker blocks on Redis, so a new job is
+	// picked up at once; Interval only bounds one blocking wait.
+	// default: 5s (goworker's -interval)
+	Interval time.Duration
+
+	// Concurrency is the number of jobs (plain jobs or chunks) run at once.
+	// The items of one chunk run in parallel besides, on all CPUs.
+	// default: 25
+	Concurrency int
+
+	// Connections caps the pool of connections for commands. Reserving jobs
+	// uses one more connection per queue, outside this pool, because an idle
+	// worker blocks on each of its queues. default: 2
+	Connections int
+
+	// URI of the Redis server: redis://[user:pass@]host:port[/db],
+	// rediss://… (TLS) or unix://[user:pass@]/path.sock[?db=N]. A server in
+	// cluster mode is detected and used as a Redis Cluster.
+	// default: redis://localhost:6379/
+	URI string
+
+	// Redis is a client to use instead of dialling URI. The worker does not
+	// close it. default: nil (dial URI)
+	Redis redis.UniversalClient
+
+	// Namespace is the prefix of every key; a missing trailing colon is added.
+	// default: "goworker:"
+	Namespace string
+
+	// ExitOnComplete makes Run return once every queue is empty and no job is
+	// running. default: false
+	ExitOnComplete bool
+
+	// UseNumber decodes numbers into interface{} arguments as json.Number
+	// instead of float64 (exact for integers beyond 2^53). default: false
+	UseNumber bool
+
+	// TLSCertPath is a PEM file of CA certificates to trust for rediss://.
+	// default: "" (the system pool)
+	TLSCertPath string
+
+	// InsecureTLS skips verification of the server's certificate.
+	// default: false
+	InsecureTLS bool
+
+	// Heartbeat is how often a worker proves it is alive, and how often
+	// workers try to reap dead ones. default: 5s
+	Heartbeat time.Duration
+
+	// DeadAfter is how long a worker may miss heartbeats before another
+	// worker declares it dead and puts its in-flight jobs back on their
+	// queues. default: 30s
+	DeadAfter time.Duration
+
+	// ShutdownTimeout is how long running jobs may finish once Run's context
+	// ends; jobs still running then are put back on their queues.
+	// default: 20s
+	ShutdownTimeout time.Duration
+
+	// Hostname is the host part of worker ids. default: os.Hostname()
+	Hostname string
+
+	// Logger receives the worker's log. default: slog.Default()
+	Logger *slog.Logger
+
+	// OnStart, when set, is called once the worker is registered, just
+	// before it takes its first job. default: nil
+	OnStart func(w *Worker)
+}
+
+// Defaults of Config.
+const (
+	DefaultInterval        = 5 * time.Second
+	DefaultConcurrency     = 25
+	DefaultConnections     = 2
+	DefaultURI             = "redis://localhost:6379/"
+	DefaultHeartbeat       = 5 * time.Second
+	DefaultDeadAfter       = 30 * time.Second
+	DefaultShutdownTimeout = 20 * time.Second
+)
+
+// ErrConfig marks an invalid Config.
+var ErrConfig = errors.New("worker config")
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// normalize returns c with defaults filled in, or why c is invalid.
+func (c Config) normalize(reg *Registry) (Config, error) {
+	if len(c.Queues) == 0 {
+		for _, name := range reg.Names() {
+			c.Queues = append(c.Queues, Queue{Name: name})
+		}
+		if len(c.Queues) == 0 {
+			return c, configError("no queues given and no functions registered")
+		}
+	}
+	if err := checkQueues(c.Queues); err != nil {
+		return c, err
+	}
+	setDefault(&c.Interval, DefaultInterval)
+	setDefault(&c.Concurrency, DefaultConcurrency)
+	setDefault(&c.Connections, DefaultConnections)
+	setDefault(&c.URI, DefaultURI)
+	setDefault(&c.Heartbeat, DefaultHeartbeat)
+	setDefault(&c.DeadAfter, DefaultDeadAfter)
+	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.Namespace = protocol.NormalizeNamespace(c.Namespace)
+	if c.Interval < 0 || c.Concurrency < 0 || c.Connections < 0 || c.Heartbeat < 0 || c.DeadAfter < 0 || c.ShutdownTimeout < 0 {
+		return c, configError("durations and counts must not be negative")
+	}
+	if c.DeadAfter < 2*c.Heartbeat {
+		return c, configError("DeadAfter (%v) must be at least twice Heartbeat (%v)", c.DeadAfter, c.Heartbeat)
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, configError("hostname: %v", err)
+		}
+		c.Hostname = h
+	}
+	if strings.Contains(c.Hostname, ":") {
+		return c, configError("hostname %q contains ':', which worker ids use as separator", c.Hostname)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func checkQueues(qs []Queue) error {
+	seen := map[string]bool{}
+	weighted := qs[0].Weight > 0
+	for _, q := range qs {
+		if err := protocol.CheckQueueName(q.Name); err != nil {
+			return configError("%v", err)
+		}
+		if strings.Contains(q.Name, ",") {
+			return configError("queue name %q contains ',', which worker ids use as separator", q.Name)
+		}
+		if seen[q.Name] {
+			return configError("queue %q is listed twice", q.Name)
+		}
+		seen[q.Name] = true
+		if q.Weight < 0 || (q.Weight > 0) != weighted {
+			return configError("queue weights must be all positive or all unset (queue %q)", q.Name)
+		}
+	}
+	return nil
+}
+
+// ParseQueues reads goworker's -queues syntax: a comma-separated list,
+// "high,low" for strict order, "high=2,low=1" for weights (a queue without a
+// weight then weighs 1). Empty entries are skipped.
+func ParseQueues(spec string) ([]Queue, error) {
+	weighted := strings.Contains(spec, "=")
+	var qs []Queue
+	for entry := range strings.SplitSeq(spec, ",") {
+		name, weight, hasWeight := strings.Cut(strings.TrimSpace(entry), "=")
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		q := Queue{Name: name}
+		if weighted {
+			q.Weight = 1
+		}
+		if hasWeight {
+			w, err := strconv.Atoi(strings.TrimSpace(weight))
+			if err != nil || w < 1 {
+				return nil, configError("queue %q: the weight must be a whole number of at least 1, not %q", name, weight)
+			}
+			q.Weight = w
+		}
+		qs = append(qs, q)
+	}
+	if len(qs) == 0 && spec != "" {
+		return nil, configError("-queues %q names no queue", spec)
+	}
+	return qs, nil
+}

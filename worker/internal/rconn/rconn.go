@@ -1,0 +1,162 @@
+// Package rconn opens go-redis clients from goworker-style URIs, and finds out
+// whether the server is a Redis Cluster.
+package rconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MinVersion is the oldest Redis gomap runs on (LMOVE, BLMOVE, LPOP count).
+const MinVersion = "6.2"
+
+// Options say how to reach Redis.
+type Options struct {
+	// URI is redis://[user:pass@]host:port[/db], rediss://… (TLS) or
+	// unix://[user:pass@]/path.sock[?db=N].
+	URI string
+	// TLSCertPath is a PEM file of CA certificates trusted besides the system
+	// pool (rediss:// only).
+	TLSCertPath string
+	// InsecureTLS skips verification of the server certificate (rediss:// only).
+	InsecureTLS bool
+	// Connections caps the connections of the client's pool; 0 leaves go-redis'
+	// default.
+	Connections int
+}
+
+// Redacted returns uri with its password replaced by "xxxxx", for messages.
+func Redacted(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "<unparsable URI>"
+	}
+	return u.Redacted()
+}
+
+// Parse checks o and returns the go-redis options of a single-node client.
+func Parse(o Options) (*redis.Options, error) {
+	opt, err := redis.ParseURL(o.URI)
+	if err != nil {
+		return nil, fmt.Errorf("redis URI %s: %w", Redacted(o.URI), err)
+	}
+	if o.TLSCertPath != "" || o.InsecureTLS {
+		if opt.TLSConfig == nil {
+			return nil, fmt.Errorf("redis URI %s: -tls-cert and -insecure-tls need a rediss:// URI", Redacted(o.URI))
+		}
+		if err := configureTLS(opt.TLSConfig, o); err != nil {
+			return nil, err
+		}
+	}
+	if o.Connections > 0 {
+		opt.PoolSize = o.Connections
+		opt.MaxActiveConns = o.Connections
+	}
+	return opt, nil
+}
+
+func configureTLS(cfg *tls.Config, o Options) error {
+	cfg.InsecureSkipVerify = o.InsecureTLS // asked for with -insecure-tls
+	if o.TLSCertPath == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(o.TLSCertPath)
+	if err != nil {
+		return fmt.Errorf("tls cert: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("tls cert %s: no PEM certificate in it", o.TLSCertPath)
+	}
+	cfg.RootCAs = pool
+	return nil
+}
+
+// Open connects to the server of o, checks its version, and returns a cluster
+// client when the server runs in cluster mode, a single-node client otherwise.
+func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
+	opt, err := Parse(o)
+	if err != nil {
+		return nil, err
+	}
+	single := redis.NewClient(opt)
+	info, err := single.Info(ctx, "server", "cluster").Result()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), err), single.Close())
+	}
+	if err := checkVersion(info); err != nil {
+		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), err), single.Close())
+	}
+	if !strings.Contains(info, "cluster_enabled:1") {
+		return single, nil
+	}
+	if err := single.Close(); err != nil {
+		return nil, err
+	}
+	if opt.DB != 0 {
+		return nil, fmt.Errorf("redis %s: a Redis Cluster has only database 0", Redacted(o.URI))
+	}
+	return redis.NewClusterClient(ClusterOptions(opt)), nil
+}
+
+// ClusterOptions turns single-node options into cluster options seeded with
+// that node.
+func ClusterOptions(opt *redis.Options) *redis.ClusterOptions {
+	return &redis.ClusterOptions{
+		Addrs:          []string{opt.Addr},
+		Username:       opt.Username,
+		Password:       opt.Password,
+		TLSConfig:      opt.TLSConfig,
+		PoolSize:       opt.PoolSize,
+		MaxActiveConns: opt.MaxActiveConns,
+		Dialer:         opt.Dialer,
+	}
+}
+
+func checkVersion(info string) error {
+	for line := range strings.SplitSeq(info, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
+		if !ok {
+			continue
+		}
+		if versionLess(v, MinVersion) {
+			return fmt.Errorf("Redis %s is too old: gomap needs %s or newer", v, MinVersion)
+		}
+		return nil
+	}
+	return nil // servers that hide their version are given the benefit of the doubt
+}
+
+// versionLess compares dotted versions numerically ("6.10" > "6.2").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if x, y := leadingInt(as[i]), leadingInt(bs[i]); x != y {
+			return x < y
+		}
+	}
+	return len(as) < len(bs)
+}
+
+// leadingInt reads the digits a version part starts with ("15-rc1" → 15).
+func leadingInt(s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}

@@ -1,0 +1,261 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gomap/gomap/worker/internal/protocol"
+	"github.com/gomap/gomap/worker/internal/rconn"
+	"github.com/redis/go-redis/v9"
+)
+
+// Worker is one worker process's runtime: it reserves jobs from its queues,
+// runs them with Concurrency slots, and keeps its Resque registration and
+// heartbeat. Build it with New and start it with Run.
+type Worker struct {
+	cfg     Config
+	reg     *Registry
+	keys    protocol.Keys
+	log     *slog.Logger
+	proc    string // process id "host:pid": in-flight keys and the gomap registry
+	pid     int
+	started time.Time
+	slots   []string // Resque worker ids "host:pid-N:queues", one per slot
+	queues  []string // queue names in configured order
+
+	rdb      redis.UniversalClient // commands
+	ownsRDB  bool
+	blockRDB redis.UniversalClient // blocking reserves; a pool of its own
+
+	// Used by the fetch loop only.
+	rng      *rand.Rand
+	blockers map[string]*blocker
+	stash    []reserved // jobs a blocking race reserved beyond the first
+
+	tokens  chan struct{} // one per idle slot
+	jobs    chan reserved
+	running atomic.Int64
+}
+
+// reserved is a job taken from a queue into this process's in-flight list.
+type reserved struct {
+	queue   string
+	payload string
+}
+
+// New checks cfg, fills its defaults and returns a worker for the functions
+// of reg. It does not connect; Run does.
+func New(cfg Config, reg *Registry) (*Worker, error) {
+	if reg == nil {
+		return nil, configError("nil Registry")
+	}
+	cfg, err := cfg.normalize(reg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Redis == nil {
+		// Catch a malformed URI now rather than in Run's retry loop.
+		if _, err := rconn.Parse(redisOptions(cfg)); err != nil {
+			return nil, configError("%v", err)
+		}
+	}
+	w := &Worker{
+		cfg:      cfg,
+		reg:      reg,
+		keys:     protocol.NewKeys(cfg.Namespace),
+		log:      cfg.Logger,
+		pid:      os.Getpid(),
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		blockers: map[string]*blocker{},
+		tokens:   make(chan struct{}, cfg.Concurrency),
+		jobs:     make(chan reserved),
+	}
+	w.proc = cfg.Hostname + ":" + strconv.Itoa(w.pid)
+	for _, q := range cfg.Queues {
+		w.queues = append(w.queues, q.Name)
+	}
+	qs := strings.Join(w.queues, ",")
+	for i := range cfg.Concurrency {
+		w.slots = append(w.slots, fmt.Sprintf("%s-%d:%s", w.proc, i, qs))
+	}
+	return w, nil
+}
+
+func redisOptions(cfg Config) rconn.Options {
+	return rconn.Options{URI: cfg.URI, TLSCertPath: cfg.TLSCertPath, InsecureTLS: cfg.InsecureTLS, Connections: cfg.Connections}
+}
+
+// ID is the worker's process id, "host:pid".
+func (w *Worker) ID() string { return w.proc }
+
+// Run works until ctx ends (or, with ExitOnComplete, until the queues are
+// empty), then shuts down: it stops reserving, lets running jobs finish for up
+// to ShutdownTimeout, puts unfinished jobs back on their queues and
+// unregisters. Redis errors never end Run: it retries with backoff. It returns
+// nil after a clean shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.connect(ctx); err != nil {
+		return err
+	}
+	defer w.closeClients()
+	if err := retry(ctx, w.log, "register", w.register); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "id", w.proc, "queues", w.queues, "concurrency", w.cfg.Concurrency,
+		"functions", w.reg.Names(), "uri", rconn.Redacted(w.cfg.URI))
+
+	// Heartbeats and reaping go on through the shutdown, until unregistering.
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	var bgWG sync.WaitGroup
+	bgWG.Go(func() { w.heartbeatLoop(bg) })
+	bgWG.Go(func() { w.reaperLoop(bg) })
+	defer func() { stopBg(); bgWG.Wait() }()
+
+	// Jobs keep their context through the grace period.
+	jobCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	for range w.cfg.Concurrency {
+		w.tokens <- struct{}{}
+	}
+	var slotsWG sync.WaitGroup
+	for i := range w.cfg.Concurrency {
+		slotsWG.Go(func() { w.slotLoop(jobCtx, i) })
+	}
+
+	if w.cfg.OnStart != nil {
+		w.cfg.OnStart(w)
+	}
+	w.fetchLoop(ctx)
+	close(w.jobs)
+	w.drain(ctx, &slotsWG, stopJobs)
+	w.closeBlockers()
+
+	end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	n, err := w.requeue(end, w.proc, w.queues)
+	if n > 0 {
+		w.log.Info("put unfinished jobs back on their queues", "jobs", n)
+	}
+	return errors.Join(err, w.unregister(end))
+}
+
+// drain waits for running jobs: without limit after ExitOnComplete, for
+// ShutdownTimeout once ctx has ended.
+func (w *Worker) drain(ctx context.Context, slots *sync.WaitGroup, stopJobs context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { slots.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	if n := w.running.Load(); n > 0 {
+		w.log.Info("shutting down: waiting for running jobs", "running", n, "timeout", w.cfg.ShutdownTimeout)
+	}
+	t := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		w.log.Warn("shutdown timeout: jobs still running go back to their queues", "running", w.running.Load())
+		stopJobs()
+	}
+}
+
+func (w *Worker) connect(ctx context.Context) error {
+	if w.cfg.Redis != nil {
+		w.rdb = w.cfg.Redis
+	} else {
+		err := retry(ctx, w.log, "connect", func(ctx context.Context) error {
+			rdb, err := rconn.Open(ctx, redisOptions(w.cfg))
+			w.rdb = rdb
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		w.ownsRDB = true
+	}
+	blk, err := blockingClient(w.rdb, len(w.queues)+1)
+	if err != nil {
+		return errors.Join(err, w.closeClients())
+	}
+	w.blockRDB = blk
+	return nil
+}
+
+// blockingClient returns a client on the same server as rdb with a pool of n
+// connections: one per queue to block on, one to unblock them.
+func blockingClient(rdb redis.UniversalClient, n int) (redis.UniversalClient, error) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		opt := *c.Options()
+		opt.PoolSize, opt.MaxActiveConns, opt.MinIdleConns, opt.MaxIdleConns = n, n, 0, 0
+		return redis.NewClient(&opt), nil
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.PoolSize, opt.MaxActiveConns, opt.MinIdleConns, opt.MaxIdleConns = n, n, 0, 0
+		return redis.NewClusterClient(&opt), nil
+	}
+	return nil, configError("Config.Redis must be a *redis.Client or *redis.ClusterClient, not %T", rdb)
+}
+
+func (w *Worker) closeClients() error {
+	var errs []error
+	if w.blockRDB != nil {
+		errs = append(errs, w.blockRDB.Close())
+	}
+	if w.ownsRDB && w.rdb != nil {
+		errs = append(errs, w.rdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// retry runs op until it succeeds or ctx ends, backing off between failures.
+func retry(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
+	var bo backoff
+	for {
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (after %v)", what, ctx.Err(), err)
+		}
+		if errors.Is(err, ErrConfig) {
+			return err
+		}
+		log.Warn("redis error, retrying", "op", what, "err", err)
+		if !bo.wait(ctx) {
+			return fmt.Errorf("%s: %w (after %v)", what, ctx.Err(), err)
+		}
+	}
+}
+
+// backoff waits exponentially longer, with jitter, from 50ms up to 5s.
+type backoff struct{ n int }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	d := min(50*time.Millisecond<<min(b.n, 7), 5*time.Second)
+	b.n++
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (b *backoff) reset() { b.n = 0 }
