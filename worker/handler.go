@@ -268,3 +268,13 @@ func errorKind(err error) string {
 	}
 	return protocol.KindError
 }
+
+// CallJSON runs h on arguments given as JSON texts, as a worker would, and
+// returns the JSON of the result. It is meant for testing functions.
+func CallJSON(ctx context.Context, h Handler, args ...string) ([]byte, error) {
+	vals := make([][]byte, len(args))
+	for i, a := range args {
+		vals[i] = []byte(a)
+	}
+	return h.Call(ctx, Args{vals: vals}, nil)
+}

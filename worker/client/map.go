@@ -86,18 +86,17 @@ func MapAs[R any](ctx context.Context, c *Client, function string, items []any, 
 }
 
 type batch struct {
-	c         *Client
-	id        string
-	function  string
-	queue     string
-	o         MapOptions
-	n         int
-	pending   map[int64]string // start → payload of chunks not yet done
-	sizes     map[int64]int
-	meta      string
-	results   string
-	done      string
-	collected int
+	c        *Client
+	id       string
+	function string
+	queue    string
+	o        MapOptions
+	n        int
+	pending  map[int64]string // start → payload of chunks not yet done
+	sizes    map[int64]int
+	meta     string
+	results  string
+	done     string
 }
 
 func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOptions) (*batch, error) {

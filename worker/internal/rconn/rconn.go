@@ -131,7 +131,7 @@ func checkVersion(info string) error {
 			continue
 		}
 		if versionLess(v, MinVersion) {
-			return fmt.Errorf("Redis %s is too old: gomap needs %s or newer", v, MinVersion)
+			return fmt.Errorf("redis %s is too old: gomap needs %s or newer", v, MinVersion)
 		}
 		return nil
 	}
