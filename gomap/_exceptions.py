@@ -1,0 +1,122 @@
+"""gomap's exceptions: one tree, rooted at GomapError.
+
+GomapError
+├── ConfigError             bad or conflicting configuration
+├── ConnectError            Redis cannot be reached (the URL, without its password, is in the message)
+├── NoWorkersError          no live worker takes the batch's queue
+├── TaskError               an item failed in its Go function (index, function, kind, error, stack)
+├── Timeout                 the call ran past its timeout= (also a builtin TimeoutError)
+├── BatchCancelled          the batch was cancelled before it finished
+├── EncodeError             an item cannot be sent as JSON (also a TypeError and a ValueError)
+├── WorkerBinaryError       the Go worker binary can be neither found nor built
+└── LocalClusterError       the embedded Redis and workers did not start
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchCancelled",
+    "ConfigError",
+    "ConnectError",
+    "EncodeError",
+    "GomapError",
+    "LocalClusterError",
+    "NoWorkersError",
+    "TaskError",
+    "Timeout",
+    "WorkerBinaryError",
+]
+
+
+class GomapError(Exception):
+    """Base class of every error gomap raises."""
+
+
+class ConfigError(GomapError):
+    """The configuration is invalid or contradicts itself."""
+
+
+class ConnectError(GomapError):
+    """Redis could not be reached or failed; the message names the URL without its password."""
+
+
+class NoWorkersError(GomapError):
+    """No live worker takes the batch's queue. The message says how to start one."""
+
+    def __init__(self, message: str, *, queue: str, namespace: str) -> None:
+        super().__init__(message)
+        self.queue = queue
+        self.namespace = namespace
+
+
+class TaskError(GomapError):
+    """One item of a batch failed in its Go function.
+
+    Attributes:
+        index: the item's position in the input.
+        function: the registered function's name.
+        kind: ``error`` (the function returned an error), ``panic`` (it panicked; ``stack``
+            has the Go stack), ``arguments`` (the item does not fit the function),
+            ``unknown_function`` (no worker knows the function) or ``result`` (the result has
+            no JSON form).
+        error: the Go error text.
+        stack: the Go stack of a panic, else ``""``.
+        batch: the batch id.
+    """
+
+    def __init__(self, *, index: int, function: str, kind: str, error: str, stack: str = "", batch: str = "") -> None:
+        super().__init__(f"{function}: item {index} failed ({kind}): {error}")
+        self.index = index
+        self.function = function
+        self.kind = kind
+        self.error = error
+        self.stack = stack
+        self.batch = batch
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_task_error, (self.index, self.function, self.kind, self.error, self.stack, self.batch))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskError):
+            return NotImplemented
+        return (self.index, self.function, self.kind, self.error) == (
+            other.index,
+            other.function,
+            other.kind,
+            other.error,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.index, self.function, self.kind, self.error))
+
+
+def _rebuild_task_error(index: int, function: str, kind: str, error: str, stack: str, batch: str) -> TaskError:
+    return TaskError(index=index, function=function, kind=kind, error=error, stack=stack, batch=batch)
+
+
+class Timeout(GomapError, TimeoutError):
+    """The call ran past its ``timeout=``; the batch was cancelled."""
+
+
+class BatchCancelled(GomapError):
+    """The batch was cancelled before it finished."""
+
+
+class EncodeError(GomapError, TypeError, ValueError):
+    """An item cannot be sent as JSON; the message names its index and type.
+
+    It is a TypeError (a type JSON cannot carry) and a ValueError (a value it cannot carry, such
+    as infinity or an int beyond 64 bits), so either ``except`` catches it.
+    """
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class WorkerBinaryError(GomapError):
+    """The Go worker binary can be neither found nor built."""
+
+
+class LocalClusterError(GomapError):
+    """The embedded Redis server and Go workers did not start."""

@@ -1,0 +1,244 @@
+"""map, imap and submit: the parallel map over Go workers."""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sized
+from typing import Any
+
+from ._batch import Batch
+from ._client import Client
+from ._exceptions import ConfigError
+from ._progress import make_bar
+
+
+class Function:
+    """A handle on a registered Go function: ``sampleadd = gomap.function("sampleadd")``.
+
+    Pass it wherever a function name goes (``gomap(sampleadd, pairs)``), or call it once:
+    ``sampleadd(1, 2)`` runs on a worker and returns 3.
+    """
+
+    def __init__(self, name: str, *, queue: str | None = None, client: Client | None = None) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigError(f"a function is named by a non-empty string, not {name!r}")
+        self.name = name
+        self.queue = queue
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"gomap.function({self.name!r})"
+
+    def __call__(self, *args: Any, timeout: float | None = None) -> Any:
+        """Run the function once on ``args`` and return its result."""
+        return map(self, [args], chunksize=1, progress=False, timeout=timeout)[0]
+
+    def map(self, iterable: Iterable[Any], **options: Any) -> list[Any]:
+        """``gomap.map(self, iterable, **options)``."""
+        return map(self, iterable, **options)
+
+    def imap(self, iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
+        """``gomap.imap(self, iterable, **options)``."""
+        return imap(self, iterable, **options)
+
+    def submit(self, iterable: Iterable[Any], **options: Any) -> Batch:
+        """``gomap.submit(self, iterable, **options)``."""
+        return submit(self, iterable, **options)
+
+
+def function(name: str, *, queue: str | None = None, client: Client | None = None) -> Function:
+    """A handle on the Go function registered as ``name`` (its queue defaults to its name)."""
+    return Function(name, queue=queue, client=client)
+
+
+_default: dict[str, Client] = {}
+_default_lock = threading.Lock()
+
+
+def configure(url: str | None = None, *, namespace: str | None = None) -> Client:
+    """Set the client that calls without ``client=`` use, and return it.
+
+    ``configure()`` with no URL resolves as the first call does: ``$GOMAP_REDIS_URL``, else
+    ``$REDIS_URL``, else the embedded default (a private Redis and Go workers).
+    """
+    client = Client(url, namespace=namespace)
+    with _default_lock:
+        old = _default.pop("client", None)
+        _default["client"] = client
+    if old is not None:
+        old.close()
+    return client
+
+
+def default_client() -> Client:
+    """The client that calls without ``client=`` use, created on first use."""
+    with _default_lock:
+        client = _default.get("client")
+        if client is None:
+            client = _default["client"] = Client()
+        return client
+
+
+def _resolve(fn: str | Function, client: Client | None, queue: str | None) -> tuple[Client, str, str | None]:
+    if isinstance(fn, Function):
+        if client is not None and fn.client is not None and client is not fn.client:
+            raise ConfigError(f"{fn!r} has its own client; do not pass another")
+        return client or fn.client or default_client(), fn.name, queue or fn.queue
+    if isinstance(fn, str) and fn:
+        return client or default_client(), fn, queue
+    raise ConfigError(
+        f"fn must name a Go function registered on the workers (a string or gomap.function(...)), not {fn!r}"
+    )
+
+
+def _length(iterable: Iterable[Any]) -> int | None:
+    if isinstance(iterable, Sized):
+        return len(iterable)
+    hint = operator.length_hint(iterable, -1)
+    return hint if hint >= 0 else None
+
+
+def _start(
+    fn: str | Function,
+    iterable: Iterable[Any],
+    *,
+    client: Client | None,
+    queue: str | None,
+    chunksize: int | None,
+    errors: str,
+    window: int | None = None,
+) -> Batch:
+    client, name, queue = _resolve(fn, client, queue)
+    return Batch(
+        client, name, iterable, queue=queue, chunksize=chunksize, errors=errors, total=_length(iterable), window=window
+    )
+
+
+def map(
+    fn: str | Function,
+    iterable: Iterable[Any],
+    *,
+    chunksize: int | None = None,
+    errors: str = "raise",
+    timeout: float | None = None,
+    progress: bool | None = None,
+    tqdm_class: Any = None,
+    tqdm_kwargs: Mapping[str, Any] | None = None,
+    queue: str | None = None,
+    client: Client | None = None,
+) -> list[Any]:
+    """Run the Go function ``fn`` on every item of ``iterable`` and return the results in order.
+
+    Each item is one call's arguments: a tuple or list is the positional arguments, anything else
+    the one argument (wrap a list meant as one argument: ``([1, 2],)``).
+
+    Args:
+        fn: the function's registered name, or ``gomap.function(name)``.
+        iterable: the items; consumed lazily, a window of chunks at a time.
+        chunksize: items per Resque job; by default about four chunks per live worker, at most
+            10,000 (1,000 when the input's length is unknown).
+        errors: ``"raise"`` (default) raises the first failed item's TaskError after cancelling
+            the rest; ``"return"`` puts the TaskError in the result list instead.
+        timeout: seconds for the whole call; past it the batch is cancelled and Timeout raised.
+        progress: ``None`` shows a bar where tqdm would (a widget in Jupyter, text on a terminal),
+            ``True`` always, ``False`` never. ``tqdm_class``/``tqdm_kwargs`` pass through to tqdm.
+        queue: the queue to use (default: the function's name).
+        client: the Client to use (default: ``gomap.configure``'s, else the environment's, else
+            the embedded default).
+    """
+    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors)
+    total = batch.total
+    results: list[Any] = [None] * total if total is not None else []
+    parts: dict[int, list[Any]] = {}
+    bar = make_bar(progress, total=total, desc=batch.function, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
+    try:
+        with contextlib.closing(batch.chunks(timeout)) as chunks:
+            for start, values, errs in chunks:
+                batch.apply_errors(start, values, errs)
+                if total is not None:
+                    results[start : start + len(values)] = values
+                else:
+                    parts[start] = values
+                bar.update(len(values))
+    finally:
+        bar.close()
+    if total is None:
+        results = [v for start in sorted(parts) for v in parts[start]]
+    elif len(results) != total:  # the iterable's length changed while it was consumed
+        del results[batch.completed :]
+    return results
+
+
+def imap(
+    fn: str | Function,
+    iterable: Iterable[Any],
+    *,
+    ordered: bool = True,
+    chunksize: int | None = None,
+    errors: str = "raise",
+    timeout: float | None = None,
+    progress: bool | None = None,
+    tqdm_class: Any = None,
+    tqdm_kwargs: Mapping[str, Any] | None = None,
+    queue: str | None = None,
+    client: Client | None = None,
+    window: int | None = None,
+) -> Iterator[Any]:
+    """Like ``map``, but yield results as chunks complete, with bounded memory.
+
+    The input is consumed lazily and at most ``window`` chunks (default 16) are submitted and not
+    yet yielded, so a generator of any length streams through in constant memory, in Python and in
+    Redis. ``ordered=False`` yields each chunk's results as soon as it completes. Stopping the
+    iteration early (``break``, an exception) cancels the rest of the batch.
+    """
+    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors, window=window)
+    bar = make_bar(progress, total=batch.total, desc=batch.function, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
+    try:
+        with contextlib.closing(batch.chunks(timeout)) as chunks:
+            if not ordered:
+                for start, values, errs in chunks:
+                    batch.apply_errors(start, values, errs)
+                    bar.update(len(values))
+                    yield from values
+                return
+            waiting: dict[int, list[Any]] = {}
+            nxt = 0
+            for start, values, errs in chunks:
+                batch.apply_errors(start, values, errs)
+                bar.update(len(values))
+                waiting[start] = values
+                while nxt in waiting:
+                    vals = waiting.pop(nxt)
+                    batch.held = len(waiting)
+                    nxt += len(vals)
+                    yield from vals
+                batch.held = len(waiting)
+    finally:
+        bar.close()
+
+
+def submit(
+    fn: str | Function,
+    iterable: Iterable[Any],
+    *,
+    chunksize: int | None = None,
+    errors: str = "raise",
+    queue: str | None = None,
+    client: Client | None = None,
+) -> Batch:
+    """Submit every item now and return the Batch at once.
+
+    The workers start on it while you do other things; ``batch.wait()``, ``batch.result()``,
+    ``batch.completed``, ``batch.cancel()`` follow it up. Results wait in Redis until collected
+    (for an input too large for that, use ``imap``).
+    """
+    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors)
+    batch.submit_all()
+    return batch
+
+
+def enqueue(class_: str, *args: Any, queue: str | None = None, client: Client | None = None) -> None:
+    """Push a plain Resque job (fire and forget), byte for byte as Ruby's ``Resque.enqueue`` does."""
+    (client or default_client()).enqueue(class_, *args, queue=queue)
