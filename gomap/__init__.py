@@ -7,12 +7,10 @@
 once. ``import gomap; gomap(...)`` works too: the module itself is callable.
 """
 
-from __future__ import annotations
-
-import sys
-import types
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+import sys as _sys
+import types as _types
+from importlib import metadata as _metadata
+from typing import Any as _Any
 
 from ._batch import Batch
 from ._client import Client, WorkerInfo
@@ -32,8 +30,8 @@ from ._local import LocalCluster
 from ._map import Function, configure, default_client, enqueue, function, imap, map, submit
 
 try:
-    __version__ = version("gomap")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+    __version__ = _metadata.version("gomap")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
     __version__ = "0+unknown"
 
 __all__ = [
@@ -79,7 +77,7 @@ class _Gomap:
     Client = Client
     LocalCluster = LocalCluster
 
-    def __call__(self, fn: str | Function, iterable: Any, **options: Any) -> list[Any]:
+    def __call__(self, fn: str | Function, iterable: _Any, **options: _Any) -> list[_Any]:
         return map(fn, iterable, **options)
 
     def __repr__(self) -> str:
@@ -89,12 +87,12 @@ class _Gomap:
 gomap = _Gomap()
 
 
-class _CallableModule(types.ModuleType):
-    def __call__(self, fn: str | Function, iterable: Any, **options: Any) -> list[Any]:
+class _CallableModule(_types.ModuleType):
+    def __call__(self, fn: str | Function, iterable: _Any, **options: _Any) -> list[_Any]:
         return map(fn, iterable, **options)
 
 
-sys.modules[__name__].__class__ = _CallableModule
+_sys.modules[__name__].__class__ = _CallableModule
 
 from . import _pandas_hook  # noqa: E402 - registers the pandas accessors once pandas is imported
 

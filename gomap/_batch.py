@@ -288,7 +288,8 @@ class Batch:
             return
         with redis_errors(self._client.url):
             pipe = self._r.pipeline(transaction=False)
-            pipe.delete(self._meta, self._results, self._done)
+            for key in (self._meta, self._results, self._done):  # one key per DEL: cluster pipelines take no more
+                pipe.delete(key)
             for c in self._in_flight.values():
                 pipe.lrem(self._queue_key, 1, c.payload)
             pipe.execute()

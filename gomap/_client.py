@@ -142,7 +142,9 @@ class Client:
         if not class_ or not isinstance(class_, str):
             raise ConfigError("enqueue needs the class (function) name as a string")
         q = check_queue(queue or class_)
-        payload = _codec.dumps({"class": class_, "args": list(args)})
+        # The standard library's encoder writes floats as Ruby does (2.5e-05, where orjson writes
+        # 0.000025); plain jobs are not the hot path.
+        payload = _codec.dumps_resque(class_, list(args))
         with redis_errors(self.url):
             pipe = self.redis.pipeline(transaction=False)
             pipe.sadd(self.keys.queues(), q)

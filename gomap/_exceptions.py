@@ -109,9 +109,9 @@ class EncodeError(GomapError, TypeError, ValueError):
     as infinity or an int beyond 64 bits), so either ``except`` catches it.
     """
 
-    def __init__(self, message: str, *, index: int) -> None:
+    def __init__(self, message: str, *, index: int | None) -> None:
         super().__init__(message)
-        self.index = index
+        self.index = index  # the item's index in the input (None for a plain job's arguments)
 
 
 class WorkerBinaryError(GomapError):

@@ -231,7 +231,7 @@ def test_bad_items_fail_before_anything_is_left_in_redis(client, redis_server: R
 
     with pytest.raises(gomap.EncodeError, match=r"item 2 \(tuple\).*infinity"):
         gomap.map("sampleadd", [(1, 2), (3, 4), (math.inf, 1)], client=client, progress=False)
-    with pytest.raises(gomap.EncodeError, match="item 0 .*object"):
+    with pytest.raises(gomap.EncodeError, match=r"item 0 .*object"):
         gomap.map("sampleadd", [object()], client=client, progress=False)
 
 

@@ -91,7 +91,13 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	single := redis.NewClient(opt)
-	info, err := single.Info(ctx, "server", "cluster").Result()
+	// One section per INFO: Redis 6.2 takes no list of sections.
+	info, err := single.Info(ctx, "server").Result()
+	if err == nil {
+		var cluster string
+		cluster, err = single.Info(ctx, "cluster").Result()
+		info += cluster
+	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), err), single.Close())
 	}
