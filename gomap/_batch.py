@@ -142,9 +142,15 @@ class Batch:
             new.append(_Chunk(start, len(items), chunk_payload(self._fn_json, self._id_json, start, data)))
         if not new:
             return
+        # Record the chunks before sending them: if this is interrupted (Ctrl-C while the reply is
+        # read), cancel must still find and remove whatever reached Redis.
+        first = not self._started
+        self._started = True
+        for c in new:
+            self._in_flight[c.start] = c
         with redis_errors(self._client.url):
             pipe = self._r.pipeline(transaction=False)
-            if not self._started:
+            if first:
                 pipe.hset(
                     self._meta,
                     mapping={
@@ -159,9 +165,6 @@ class Batch:
             pipe.sadd(self._queues_key, self.queue)
             pipe.rpush(self._queue_key, *(c.payload for c in new))
             pipe.execute()
-        self._started = True
-        for c in new:
-            self._in_flight[c.start] = c
 
     def submit_all(self) -> None:
         """Submit every chunk now (``gomap.submit``): results then wait in Redis until collected."""
@@ -274,10 +277,10 @@ class Batch:
     # -- ending ---------------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        self._state = "finished"
-        if self._started:
+        if self._started:  # if this is interrupted, the batch is still running, so it gets cancelled
             with redis_errors(self._client.url):
                 self._r.delete(self._meta, self._results, self._done)
+        self._state = "finished"
 
     def cancel(self) -> None:
         """Cancel the batch: queued chunks are removed, workers skip or stop the rest, keys go."""

@@ -17,10 +17,20 @@ import gomap
 from .conftest import Worker, stop_process, wait_until
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def cluster_port() -> int:
+    """A free port p whose cluster bus port p+10000 is free too (Redis 6.2 cannot choose the bus port)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port + 10000 < 65536:
+                with socket.socket() as bus:
+                    try:
+                        bus.bind(("127.0.0.1", port + 10000))
+                    except OSError:
+                        continue
+                    return port
+    raise AssertionError("no free port pair for a cluster node")
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +41,11 @@ def cluster_url() -> Iterator[str]:
     procs, dirs, addrs = [], [], []
     try:
         for _ in range(3):
-            port, bus = free_port(), free_port()
+            port = cluster_port()
             d = tempfile.mkdtemp(prefix="gomap-cluster-")
             dirs.append(d)
             args = [
-                server, "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
+                server, "--port", str(port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", os.path.join(d, "nodes.conf"),
                 "--save", "", "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log"),
             ]  # fmt: skip

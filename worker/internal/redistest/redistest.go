@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -172,10 +173,10 @@ func StartCluster(t testing.TB) string {
 	var addrs []string
 	var nodes []*redis.Client
 	for range 3 {
-		port, busPort := freePort(t), freePort(t)
+		port := clusterPort(t)
 		dir := shortTempDir(t)
 		s := &Server{URI: fmt.Sprintf("redis://127.0.0.1:%d/", port), Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, t: t,
-			args: []string{"--port", strconv.Itoa(port), "--cluster-port", strconv.Itoa(busPort), "--bind", "127.0.0.1",
+			args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 				"--cluster-node-timeout", "2000"}}
 		s.Restart()
@@ -200,15 +201,28 @@ func StartCluster(t testing.TB) string {
 	return "redis://" + addrs[0] + "/"
 }
 
-func freePort(t testing.TB) int {
+// clusterPort finds a free port p whose cluster bus port p+10000 is free too
+// (Redis 6.2 has no --cluster-port to choose the bus port).
+func clusterPort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if port+10000 < 65536 {
+			if bus, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+10000)); err == nil {
+				if err := errors.Join(bus.Close(), l.Close()); err != nil {
+					t.Fatal(err)
+				}
+				return port
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
+	t.Fatal("no free port pair for a cluster node")
+	return 0
 }
