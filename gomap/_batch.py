@@ -103,7 +103,8 @@ class Batch:
         self._client = client
         self._r = client.redis
         k = client.keys
-        self._meta, self._results, self._done = k.batch_meta(self.id), k.batch_results(self.id), k.batch_done(self.id)
+        self._meta, self._results = k.batch_meta(self.id), k.batch_results(self.id)
+        self._done, self._taken = k.batch_done(self.id), k.batch_taken(self.id)
         self._queue_key, self._queues_key = k.queue(self.queue), k.queues()
         if chunksize is None:
             chunksize = auto_chunksize(total, len(client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)))
@@ -117,8 +118,8 @@ class Batch:
         self._started = False
         self._state = "running"
         self._fn_json, self._id_json = _codec.dumps(function), _codec.dumps(self.id)
-        self._collect = self._r.register_script(COLLECT_SCRIPT)
-        self._last_renew = self._last_progress = time.monotonic()
+        self._keys_gone = False  # the collect script deleted the batch's keys as the last chunk came back
+        self._last_progress = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<gomap.Batch {self.function} {self.id} {self.completed}/{self.total or '?'} {self._state}>"
@@ -149,22 +150,28 @@ class Batch:
         for c in new:
             self._in_flight[c.start] = c
         with redis_errors(self._client.url):
+            # Workers skip a chunk whose batch has no meta key, so meta must exist before the first
+            # chunk. One connection runs a pipeline in order; a cluster pipeline runs on several
+            # nodes at once, so there meta goes first, on its own.
             pipe = self._r.pipeline(transaction=False)
             if first:
-                pipe.hset(
-                    self._meta,
-                    mapping={
-                        "function": self.function,
-                        "queue": self.queue,
-                        "items": -1 if self.total is None else self.total,
-                        "created": int(time.time()),
-                        "client": "python",
-                    },
-                )
-                pipe.pexpire(self._meta, self._ttl_ms)
+                self._write_meta(pipe)
+                if self._client.cluster:
+                    pipe.execute()
             pipe.sadd(self._queues_key, self.queue)
             pipe.rpush(self._queue_key, *(c.payload for c in new))
             pipe.execute()
+
+    def _write_meta(self, pipe: Any) -> None:
+        meta = {
+            "function": self.function,
+            "queue": self.queue,
+            "items": -1 if self.total is None else self.total,
+            "created": int(time.time()),
+            "client": "python",
+        }
+        pipe.hset(self._meta, mapping=meta)
+        pipe.pexpire(self._meta, self._ttl_ms)
 
     def submit_all(self) -> None:
         """Submit every chunk now (``gomap.submit``): results then wait in Redis until collected."""
@@ -180,19 +187,23 @@ class Batch:
     # -- collection -----------------------------------------------------------------------------
 
     def _wait(self, block: float) -> list[tuple[int, bytes | None]]:
-        """Block on the done list for up to ``block`` seconds, then take what completed."""
+        """Block until a chunk completes (or ``block`` seconds pass) and take what completed, in
+        one round trip: a BLMOVE off the done list with the collect script pipelined behind it.
+        When the input is exhausted, the script also learns the starts still awaited, so the
+        call that brings the last chunks deletes the batch's keys too (docs/protocol.md)."""
+        args: list[Any] = [_defaults.COLLECT_MAX, self._ttl_ms]
+        if self._source.exhausted and len(self._in_flight) <= _defaults.FINISH_MAX:
+            args.extend(self._in_flight)
+        keys = (self._done, self._results, self._meta, self._taken)
         with redis_errors(self._client.url):
-            popped = self._r.blpop([self._done], timeout=block)
-            now = time.monotonic()
-            renew = now - self._last_renew > self._ttl_ms / 3000
-            if popped is None and not renew:
-                return []
-            args = [_defaults.COLLECT_MAX, self._ttl_ms if renew else 0]
-            if popped is not None:
-                args.append(popped[1])
-            flat = self._collect(keys=[self._done, self._results, self._meta], args=args)
-        if renew:
-            self._last_renew = now
+            pipe = self._r.pipeline(transaction=False)
+            pipe.blmove(self._done, self._taken, block, "LEFT", "RIGHT")
+            # execute_command, not pipe.eval: redis-py's cluster pipeline routes EVAL only this way.
+            pipe.execute_command("EVAL", COLLECT_SCRIPT, len(keys), *keys, *args)
+            flat = pipe.execute()[1]
+        if len(flat) % 2:  # ends with "finished"
+            flat.pop()
+            self._keys_gone = True
         return [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     def _absorb(self, start: int, raw: bytes | None) -> Completed | None:
@@ -277,9 +288,9 @@ class Batch:
     # -- ending ---------------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        if self._started:  # if this is interrupted, the batch is still running, so it gets cancelled
+        if self._started and not self._keys_gone:  # interrupted here, the batch still runs: it gets cancelled
             with redis_errors(self._client.url):
-                self._r.delete(self._meta, self._results, self._done)
+                self._r.delete(self._meta, self._results, self._done, self._taken)
         self._state = "finished"
 
     def cancel(self) -> None:
@@ -291,7 +302,7 @@ class Batch:
             return
         with redis_errors(self._client.url):
             pipe = self._r.pipeline(transaction=False)
-            for key in (self._meta, self._results, self._done):  # one key per DEL: cluster pipelines take no more
+            for key in (self._meta, self._results, self._done, self._taken):  # one per DEL, as cluster pipelines need
                 pipe.delete(key)
             for c in self._in_flight.values():
                 pipe.lrem(self._queue_key, 1, c.payload)

@@ -115,6 +115,7 @@ class Client:
             url = self.local.url
         self.url = url
         self.redis = _connect(url)
+        self.cluster = type(self.redis).__name__ == "RedisCluster"
         self._workers_cache: dict[str, tuple[float, list[WorkerInfo]]] = {}
         self._lock = threading.Lock()
 

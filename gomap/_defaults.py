@@ -39,6 +39,10 @@ NO_WORKERS_AFTER = 3.0
 COLLECT_MAX = 1000
 """Most completed chunks taken in one round trip."""
 
+FINISH_MAX = 64
+"""Once the input is exhausted and at most this many chunks are awaited, the client tells the collect
+script which, so the round trip that brings the last of them also deletes the batch's keys."""
+
 WORKERS_CACHE = 5.0
 """Seconds the list of live workers is cached (used to size chunks)."""
 

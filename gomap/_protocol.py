@@ -64,6 +64,9 @@ class Keys:
     def batch_done(self, batch: str) -> str:
         return self.ns + "gomap:{" + batch + "}:done"
 
+    def batch_taken(self, batch: str) -> str:
+        return self.ns + "gomap:{" + batch + "}:taken"
+
 
 def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes) -> bytes:
     """The payload of one chunk; ``function`` and ``batch`` are JSON strings, ``items`` a JSON array."""
@@ -82,37 +85,43 @@ def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes) -> by
     )
 
 
-# The scripts are the same text as worker/internal/protocol/scripts.go (a test compares them).
-
-WRITE_RESULT_SCRIPT = """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[3], ARGV[1])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-end
-return 1
-"""
+# The same text as CollectScript in worker/internal/protocol/scripts.go (a test compares them):
+# KEYS done, results, meta, taken; ARGV most to pop, TTL ms (0: leave), the last starts…
 
 COLLECT_SCRIPT = """
-local starts = {}
-for i = 3, #ARGV do starts[#starts + 1] = ARGV[i] end
+local starts = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
 local popped = redis.call('LPOP', KEYS[1], ARGV[1])
 if popped then
   for _, s in ipairs(popped) do starts[#starts + 1] = s end
 end
-local out = {}
+local out, got = {}, {}
 for _, s in ipairs(starts) do
   local v = redis.call('HGET', KEYS[2], s)
-  if v then redis.call('HDEL', KEYS[2], s) end
+  if v then
+    redis.call('HDEL', KEYS[2], s)
+    got[s] = true
+  end
   out[#out + 1] = s
   out[#out + 1] = v
 end
+if #ARGV >= 3 then
+  local all = true
+  for i = 3, #ARGV do
+    if not got[ARGV[i]] then
+      all = false
+      break
+    end
+  end
+  if all then
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+    out[#out + 1] = 'finished'
+    return out
+  end
+end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return out
 """

@@ -10,16 +10,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Reserving jobs. Every job moves atomically from its queue into this
+// process's in-flight list (LMOVE/BLMOVE), so a job is never only in memory:
+// if the process dies, the reaper puts it back.
+//
+// An idle worker blocks on all its queues at once: one BLMOVE per queue, each
+// on a connection of its own (a "wait"). A wait stays armed across jobs, so a
+// worker that serves many queues takes a job pushed to any of them at once,
+// with no polling and no per-job churn of blocking commands. When every slot
+// is busy the waits are taken back (CLIENT UNBLOCK), so a worker never
+// reserves a job it could not start.
+
 // fetchLoop hands jobs to idle slots until ctx ends, or until the queues are
-// empty with ExitOnComplete. Every job it reserves moves atomically from its
-// queue into this process's in-flight list (LMOVE/BLMOVE), so a job is never
-// only in memory: if the process dies, the reaper puts it back.
+// empty with ExitOnComplete.
 func (w *Worker) fetchLoop(ctx context.Context) {
+	defer w.disarm()
 	var bo backoff
 	for {
-		select {
-		case <-w.tokens:
-		case <-ctx.Done():
+		if !w.takeToken(ctx) {
 			return
 		}
 		j, err := w.reserve(ctx)
@@ -29,7 +37,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			if j != nil {
-				w.stash = append(w.stash, *j) // in-flight already; requeued at shutdown
+				w.stash = append(w.stash, *j) // in flight already; requeued at shutdown
 			}
 			return
 		case err != nil:
@@ -44,16 +52,39 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 	}
 }
 
-// reserve takes the next job: one a blocking race left over, else the first
+// takeToken waits for an idle slot; while every slot is busy, no wait stays
+// armed. It returns false when ctx ends.
+func (w *Worker) takeToken(ctx context.Context) bool {
+	select {
+	case <-w.tokens:
+		return true
+	case <-ctx.Done():
+		return false
+	default:
+	}
+	w.disarm()
+	select {
+	case <-w.tokens:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reserve takes the next job: one a wait reserved meanwhile, else the first
 // job of a poll of the queues in this round's order, else (unless
 // ExitOnComplete) whatever arrives first on any queue within Interval.
 func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
+	w.drainWaits()
 	if len(w.stash) > 0 {
 		j := w.stash[0]
 		w.stash = w.stash[1:]
 		return &j, nil
 	}
 	for _, q := range w.pollOrder() {
+		if b := w.blockers[q]; b != nil && b.armed {
+			continue // its wait takes any job pushed there at once
+		}
 		p, err := w.rdb.LMove(ctx, w.keys.Queue(q), w.keys.Inflight(q, w.proc), "LEFT", "RIGHT").Result()
 		if errors.Is(err, redis.Nil) {
 			continue
@@ -66,7 +97,7 @@ func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 	if w.cfg.ExitOnComplete {
 		return nil, nil
 	}
-	return w.race(ctx)
+	return w.await(ctx)
 }
 
 // pollOrder is the order of this poll: the configured order when strict, a
@@ -103,12 +134,18 @@ func (w *Worker) pollOrder() []string {
 }
 
 // blocker is a dedicated connection that blocks on one queue. CLIENT UNBLOCK
-// with its id wakes it, so a worker can block on every queue at once and stop
-// the other waits as soon as one returns.
+// with its id wakes it.
 type blocker struct {
-	node *redis.Client // the server holding the queue; unblocks go there
-	conn *redis.Conn
-	id   int64
+	node  *redis.Client // the server holding the queue; unblocks go there
+	conn  *redis.Conn
+	id    int64
+	armed bool // a BLMOVE is under way on it
+}
+
+type waitResult struct {
+	queue   string
+	payload string
+	err     error
 }
 
 func (w *Worker) blockerFor(ctx context.Context, q string) (*blocker, error) {
@@ -151,103 +188,115 @@ func (w *Worker) closeBlockers() {
 	}
 }
 
-type raceResult struct {
-	queue   string
-	payload string
-	err     error
-}
-
-// race blocks on every queue at once (BLMOVE into the in-flight list) and
-// returns the first job to arrive. The other waits are woken with CLIENT
-// UNBLOCK; a job one of them reserved in the meantime is stashed for the next
-// idle slot. When ctx ends, every wait is woken and race returns nil.
-func (w *Worker) race(ctx context.Context) (*reserved, error) {
-	results := make(chan raceResult, len(w.queues))
-	waiting := map[string]*blocker{}
+// await arms a wait on every queue that has none and returns what the first
+// one to finish brought: a job, nothing (its Interval passed), or an error.
+func (w *Worker) await(ctx context.Context) (*reserved, error) {
 	for _, q := range w.queues {
 		b, err := w.blockerFor(ctx, q)
 		if err != nil {
-			if first := w.collectRace(w.unblockAll(waiting, results), nil); first != nil {
-				return first, nil
-			}
 			return nil, err
 		}
-		waiting[q] = b
-		go func() {
-			p, err := b.conn.BLMove(context.WithoutCancel(ctx), w.keys.Queue(q), w.keys.Inflight(q, w.proc),
-				"LEFT", "RIGHT", w.cfg.Interval).Result()
-			results <- raceResult{queue: q, payload: p, err: err}
-		}()
-	}
-	var first *reserved
-	var firstErr error
-	for len(waiting) > 0 && first == nil && firstErr == nil {
-		select {
-		case r := <-results:
-			delete(waiting, r.queue)
-			first, firstErr = w.raceOutcome(r, first)
-		case <-ctx.Done():
-			// A job reserved meanwhile is in flight already: hand it back.
-			return w.collectRace(w.unblockAll(waiting, results), first), nil
+		if !b.armed {
+			w.arm(ctx, q, b)
 		}
 	}
-	first = w.collectRace(w.unblockAll(waiting, results), first)
-	return first, firstErr
+	select {
+	case r := <-w.waitResults:
+		return w.waitOutcome(r)
+	case <-ctx.Done():
+		return nil, nil
+	}
 }
 
-// raceOutcome records one finished wait: a job becomes first (or is stashed),
-// an error drops the connection.
-func (w *Worker) raceOutcome(r raceResult, first *reserved) (*reserved, error) {
+func (w *Worker) arm(ctx context.Context, q string, b *blocker) {
+	b.armed = true
+	src, dst := w.keys.Queue(q), w.keys.Inflight(q, w.proc)
+	go func() {
+		p, err := b.conn.BLMove(context.WithoutCancel(ctx), src, dst, "LEFT", "RIGHT", w.cfg.Interval).Result()
+		w.waitResults <- waitResult{queue: q, payload: p, err: err}
+	}()
+}
+
+// waitOutcome records a finished wait.
+func (w *Worker) waitOutcome(r waitResult) (*reserved, error) {
+	if b := w.blockers[r.queue]; b != nil {
+		b.armed = false
+	}
 	switch {
 	case r.err == nil:
-		j := reserved{queue: r.queue, payload: r.payload}
-		if first == nil {
-			return &j, nil
-		}
-		w.stash = append(w.stash, j)
-		return first, nil
+		return &reserved{queue: r.queue, payload: r.payload}, nil
 	case errors.Is(r.err, redis.Nil):
-		return first, nil
+		return nil, nil
 	}
 	w.dropBlocker(r.queue)
-	return first, r.err
+	return nil, r.err
 }
 
-func (w *Worker) collectRace(rest []raceResult, first *reserved) *reserved {
-	for _, r := range rest {
-		var err error
-		first, err = w.raceOutcome(r, first)
-		if err != nil {
-			w.log.Debug("blocking reserve", "queue", r.queue, "err", err)
+// drainWaits takes in the waits that finished meanwhile; their jobs go to the stash.
+func (w *Worker) drainWaits() {
+	for {
+		select {
+		case r := <-w.waitResults:
+			w.collect(r)
+		default:
+			return
 		}
 	}
-	return first
 }
 
-// unblockAll wakes every wait still running and returns how they ended. A
-// wait whose BLMOVE has not reached Redis yet is not blocked, so the unblock
-// is repeated until its result arrives.
-func (w *Worker) unblockAll(waiting map[string]*blocker, results <-chan raceResult) []raceResult {
-	var out []raceResult
-	if len(waiting) == 0 {
-		return out
+func (w *Worker) collect(r waitResult) {
+	j, err := w.waitOutcome(r)
+	if j != nil {
+		w.stash = append(w.stash, *j)
 	}
+	if err != nil {
+		w.log.Debug("blocking reserve", "queue", r.queue, "err", err)
+	}
+}
+
+// disarm wakes every armed wait and collects what they reserved meanwhile. A
+// wait whose BLMOVE has not reached Redis yet is not blocked there, so the
+// unblock is repeated until it reports back.
+func (w *Worker) disarm() {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		for _, b := range waiting {
-			if err := b.node.ClientUnblock(context.Background(), b.id).Err(); err != nil {
-				w.log.Debug("client unblock", "err", err)
-			}
-		}
+	for w.anyArmed() {
+		w.unblockArmed()
 		select {
-		case r := <-results:
-			delete(waiting, r.queue)
-			out = append(out, r)
-			if len(waiting) == 0 {
-				return out
-			}
+		case r := <-w.waitResults:
+			w.collect(r)
+			w.drainWaits()
 		case <-tick.C:
+		}
+	}
+}
+
+func (w *Worker) anyArmed() bool {
+	for _, b := range w.blockers {
+		if b.armed {
+			return true
+		}
+	}
+	return false
+}
+
+// unblockArmed sends CLIENT UNBLOCK for every armed wait, one pipeline per server.
+func (w *Worker) unblockArmed() {
+	byNode := map[*redis.Client][]int64{}
+	for _, b := range w.blockers {
+		if b.armed {
+			byNode[b.node] = append(byNode[b.node], b.id)
+		}
+	}
+	for node, ids := range byNode {
+		_, err := node.Pipelined(context.Background(), func(pipe redis.Pipeliner) error {
+			for _, id := range ids {
+				pipe.ClientUnblock(context.Background(), id)
+			}
+			return nil
+		})
+		if err != nil {
+			w.log.Debug("client unblock", "err", err)
 		}
 	}
 }

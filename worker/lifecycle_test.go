@@ -70,10 +70,11 @@ func TestShutdownWaitsForJobsThatFinishInTime(t *testing.T) {
 		return n, nil
 	}))
 	cfg := e.config("hostg")
-	cfg.Concurrency = 1
+	cfg.Concurrency = 2 // one slot runs the job, the other keeps a wait armed until shutdown
 	_, stop := e.run(cfg, reg)
 	e.push("slow", `{"class":"slow","args":[1]}`)
 	<-started
+	e.eventually("the idle slot waits on the queue", func() bool { return blockedClients(t, e.rdb) == 1 })
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	// The worker stops reserving (its blocking connections are woken) and

@@ -37,9 +37,10 @@ type Worker struct {
 	blockRDB redis.UniversalClient // blocking reserves; a pool of its own
 
 	// Used by the fetch loop only.
-	rng      *rand.Rand
-	blockers map[string]*blocker
-	stash    []reserved // jobs a blocking race reserved beyond the first
+	rng         *rand.Rand
+	blockers    map[string]*blocker // one blocking connection per queue
+	waitResults chan waitResult     // what armed waits brought
+	stash       []reserved          // jobs reserved, not yet handed to a slot
 
 	tokens  chan struct{} // one per idle slot
 	jobs    chan reserved
@@ -83,6 +84,7 @@ func New(cfg Config, reg *Registry) (*Worker, error) {
 	for _, q := range cfg.Queues {
 		w.queues = append(w.queues, q.Name)
 	}
+	w.waitResults = make(chan waitResult, len(w.queues))
 	qs := strings.Join(w.queues, ",")
 	for i := range cfg.Concurrency {
 		w.slots = append(w.slots, fmt.Sprintf("%s-%d:%s", w.proc, i, qs))

@@ -97,6 +97,8 @@ type batch struct {
 	meta     string
 	results  string
 	done     string
+	taken    string
+	keysGone bool // the collect script deleted the batch's keys with its last chunk
 }
 
 func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOptions) (*batch, error) {
@@ -128,6 +130,7 @@ func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOpti
 		c: c, id: id, function: function, queue: o.Queue, o: o, n: n,
 		pending: map[int64]string{}, sizes: map[int64]int{},
 		meta: c.keys.BatchMeta(id), results: c.keys.BatchResults(id), done: c.keys.BatchDone(id),
+		taken: c.keys.BatchTaken(id),
 	}, nil
 }
 
@@ -153,10 +156,24 @@ func (b *batch) submit(ctx context.Context, items []any) error {
 		b.sizes[int64(lo)] = hi - lo
 		payloads = append(payloads, p)
 	}
-	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+	meta := func(pipe redis.Pipeliner) {
 		pipe.HSet(ctx, b.meta, "function", b.function, "queue", b.queue, "items", b.n,
 			"created", time.Now().Unix(), "client", "go")
 		pipe.PExpire(ctx, b.meta, b.o.TTL)
+	}
+	// A worker skips a chunk whose batch has no meta key, so meta must exist
+	// before the first chunk does. One connection runs a pipeline in order;
+	// a cluster pipeline runs on several nodes at once, so there meta goes first.
+	_, cluster := b.c.rdb.(*redis.ClusterClient)
+	if cluster {
+		if _, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error { meta(pipe); return nil }); err != nil {
+			return err
+		}
+	}
+	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		if !cluster {
+			meta(pipe)
+		}
 		if len(payloads) > 0 {
 			pipe.SAdd(ctx, b.c.keys.Queues(), b.queue)
 			pipe.RPush(ctx, b.c.keys.Queue(b.queue), payloads...)
@@ -170,9 +187,8 @@ func (b *batch) submit(ctx context.Context, items []any) error {
 func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 	out := make([]jsontext.Value, b.n)
 	lastProgress := time.Now()
-	var popped []string
 	for len(b.pending) > 0 {
-		got, err := b.take(ctx, popped, out)
+		got, err := b.take(ctx, out)
 		if err != nil {
 			return nil, err
 		}
@@ -184,49 +200,44 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 			}
 			lastProgress = time.Now()
 		}
-		if len(b.pending) == 0 {
-			break
-		}
-		popped, err = b.wait(ctx)
-		if err != nil {
-			return nil, err
-		}
 	}
 	return out, nil
 }
 
-// wait blocks on the done list for up to a second and returns what it popped.
-func (b *batch) wait(ctx context.Context) ([]string, error) {
-	r, err := b.c.rdb.BLPop(ctx, time.Second, b.done).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, nil
-	case err != nil:
+// take blocks until a chunk completes (or a second passes), moving its start
+// to the taken list, then runs the collect script, told the starts still
+// awaited so the call that brings the last chunk also deletes the batch's
+// keys. (Python pipelines the two commands into one round trip; go-redis'
+// cluster pipelines do not reliably carry a blocking command, so here they
+// are two.)
+func (b *batch) take(ctx context.Context, out []jsontext.Value) (int, error) {
+	err := b.c.rdb.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return 0, ctx.Err()
 		}
-		return nil, err
+		return 0, err
 	}
-	return r[1:], nil
-}
-
-// take runs the collect script and stores the outcomes it returns.
-func (b *batch) take(ctx context.Context, popped []string, out []jsontext.Value) (int, error) {
 	args := []any{1000, b.o.TTL.Milliseconds()}
-	for _, p := range popped {
-		args = append(args, p)
+	if len(b.pending) <= 64 {
+		for start := range b.pending {
+			args = append(args, start)
+		}
 	}
-	res, err := b.c.rdb.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta}, args...).Slice()
+	flat, err := b.c.rdb.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta, b.taken}, args...).Slice()
 	if err != nil {
 		return 0, err
 	}
+	if len(flat)%2 == 1 { // ends with "finished"
+		flat, b.keysGone = flat[:len(flat)-1], true
+	}
 	got := 0
-	for i := 0; i+1 < len(res); i += 2 {
-		startStr, isStr := res[i].(string)
-		outcome, ok := res[i+1].(string)
+	for i := 0; i+1 < len(flat); i += 2 {
+		startStr, isStr := flat[i].(string)
+		outcome, ok := flat[i+1].(string)
 		start, err := strconv.ParseInt(startStr, 10, 64)
 		if !isStr || err != nil {
-			return got, fmt.Errorf("batch %s: bad chunk start %v", b.id, res[i])
+			return got, fmt.Errorf("batch %s: bad chunk start %v", b.id, flat[i])
 		}
 		if _, waiting := b.pending[start]; !waiting || !ok {
 			continue // a chunk that ran twice
@@ -274,7 +285,7 @@ func (b *batch) cancel() error {
 	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.Del(ctx, b.meta, b.results, b.done)
+		pipe.Del(ctx, b.meta, b.results, b.done, b.taken)
 		for _, p := range b.pending {
 			pipe.LRem(ctx, b.c.keys.Queue(b.queue), 1, p)
 		}
@@ -284,5 +295,8 @@ func (b *batch) cancel() error {
 }
 
 func (b *batch) finish(ctx context.Context) error {
-	return b.c.rdb.Del(context.WithoutCancel(ctx), b.meta, b.results, b.done).Err()
+	if b.keysGone {
+		return nil
+	}
+	return b.c.rdb.Del(context.WithoutCancel(ctx), b.meta, b.results, b.done, b.taken).Err()
 }

@@ -100,3 +100,7 @@ func (k Keys) BatchResults(batch string) string { return k.NS + "gomap:{" + batc
 
 // BatchDone is the list a client blocks on: one chunk start index per completed chunk.
 func (k Keys) BatchDone(batch string) string { return k.NS + "gomap:{" + batch + "}:done" }
+
+// BatchTaken holds the start a client's BLMOVE took off the done list until
+// the collect script right behind it reads it.
+func (k Keys) BatchTaken(batch string) string { return k.NS + "gomap:{" + batch + "}:taken" }

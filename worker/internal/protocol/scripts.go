@@ -20,33 +20,57 @@ end
 return 1
 `
 
-// CollectScript takes completed chunks off a batch: it pops up to ARGV[1]
-// starts from the done list, adds the starts the client already popped with
-// BLPOP, and returns each start with its outcome, deleting the outcome from
-// the results hash so a long batch keeps Redis memory bounded. A start whose
-// outcome is missing (a chunk that ran twice and was taken already) comes back
-// with a nil outcome. With ARGV[2] > 0 it also renews the batch's TTL.
+// CollectScript takes completed chunks off a batch. A client sends it right
+// behind a BLMOVE of the done list into the taken list, in one pipeline: the
+// BLMOVE blocks until a chunk completes, then this script runs at once. It
+// takes the starts in the taken list, pops up to ARGV[1] more from done, and
+// returns each start with its outcome, deleting the outcome from the results
+// hash so a long batch keeps Redis memory bounded. A start whose outcome is
+// missing (a chunk that ran twice and was taken already) comes back with a
+// nil outcome.
 //
-//	KEYS[1] batch done   KEYS[2] batch results   KEYS[3] batch meta
-//	ARGV[1] most starts to pop   ARGV[2] TTL in ms (0: leave)   ARGV[3…] starts already popped
-//	returns start1, outcome1, start2, outcome2, …
+// ARGV[3…], when given, are the starts of every chunk the client still waits
+// for: if all of them come back now, the batch is complete, its keys are
+// deleted and the reply ends with an extra "finished". Otherwise, with
+// ARGV[2] > 0, the batch's keys get that TTL again.
+//
+//	KEYS[1] done   KEYS[2] results   KEYS[3] meta   KEYS[4] taken
+//	ARGV[1] most starts to pop   ARGV[2] TTL in ms (0: leave)   ARGV[3…] the last starts
+//	returns start1, outcome1, start2, outcome2, … [, "finished"]
 const CollectScript = `
-local starts = {}
-for i = 3, #ARGV do starts[#starts + 1] = ARGV[i] end
+local starts = redis.call('LRANGE', KEYS[4], 0, -1)
+redis.call('DEL', KEYS[4])
 local popped = redis.call('LPOP', KEYS[1], ARGV[1])
 if popped then
   for _, s in ipairs(popped) do starts[#starts + 1] = s end
 end
-local out = {}
+local out, got = {}, {}
 for _, s in ipairs(starts) do
   local v = redis.call('HGET', KEYS[2], s)
-  if v then redis.call('HDEL', KEYS[2], s) end
+  if v then
+    redis.call('HDEL', KEYS[2], s)
+    got[s] = true
+  end
   out[#out + 1] = s
   out[#out + 1] = v
 end
+if #ARGV >= 3 then
+  local all = true
+  for i = 3, #ARGV do
+    if not got[ARGV[i]] then
+      all = false
+      break
+    end
+  end
+  if all then
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+    out[#out + 1] = 'finished'
+    return out
+  end
+end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return out
 `

@@ -60,6 +60,9 @@ func Parse(o Options) (*redis.Options, error) {
 		opt.PoolSize = o.Connections
 		opt.MaxActiveConns = o.Connections
 	}
+	// RESP2: gomap needs nothing of RESP3, and go-redis' RESP3 push-notification
+	// reader can hang a cluster pipeline that holds a blocking command.
+	opt.Protocol = 2
 	return opt, nil
 }
 
@@ -127,6 +130,7 @@ func ClusterOptions(opt *redis.Options) *redis.ClusterOptions {
 		PoolSize:       opt.PoolSize,
 		MaxActiveConns: opt.MaxActiveConns,
 		Dialer:         opt.Dialer,
+		Protocol:       opt.Protocol,
 	}
 }
 
