@@ -27,7 +27,7 @@ from ._exceptions import (
     WorkerBinaryError,
 )
 from ._local import LocalCluster
-from ._map import Function, configure, default_client, enqueue, function, imap, map, submit
+from ._map import Function, configure, default_client, enqueue, function, imap, map, submit, to_frame
 
 try:
     __version__ = _metadata.version("gomap")
@@ -59,6 +59,7 @@ __all__ = [
     "imap",
     "map",
     "submit",
+    "to_frame",
 ]
 
 
@@ -68,6 +69,7 @@ class _Gomap:
     map = staticmethod(map)
     imap = staticmethod(imap)
     submit = staticmethod(submit)
+    to_frame = staticmethod(to_frame)
     function = staticmethod(function)
     enqueue = staticmethod(enqueue)
     configure = staticmethod(configure)

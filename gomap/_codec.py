@@ -3,7 +3,8 @@
 The rules, the same on both paths (docs/types.md has the full table):
 
 - tuples and lists become arrays, dicts objects (non-string keys become strings), numpy scalars and
-  arrays their values, datetimes ISO 8601 strings, ``None``/``pandas.NA``/``NaT`` ``null``;
+  arrays their values, datetimes RFC 3339 strings (naive ones taken as UTC),
+  ``None``/``pandas.NA``/``NaT`` ``null``;
 - NaN becomes ``null`` (JSON has no NaN; it is the missing value), ±infinity is an ``EncodeError``;
 - integers travel exactly, however large (a Go ``int64`` parameter rejects what does not fit);
 - anything else is an ``EncodeError`` naming the item's index and type.
@@ -11,6 +12,7 @@ The rules, the same on both paths (docs/types.md has the full table):
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
     orjson = None  # type: ignore[assignment]
 
-_ORJSON_OPTIONS = 0 if orjson is None else orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_ORJSON_OPTIONS = 0 if orjson is None else orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 
 
 def _default(obj: Any) -> Any:
@@ -31,6 +33,8 @@ def _default(obj: Any) -> Any:
     name = type(obj).__name__
     if name in ("NAType", "NaTType"):
         return None
+    if isinstance(obj, datetime.datetime) and obj.tzinfo is None:
+        return obj.isoformat() + "+00:00"  # naive times are taken as UTC, as orjson's OPT_NAIVE_UTC does
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
     if hasattr(obj, "tolist") and type(obj).__module__ == "numpy":

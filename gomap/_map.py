@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 from ._batch import Batch
@@ -128,7 +128,8 @@ def map(
     tqdm_kwargs: Mapping[str, Any] | None = None,
     queue: str | None = None,
     client: Client | None = None,
-) -> list[Any]:
+    as_frame: bool = False,
+) -> Any:
     """Run the Go function ``fn`` on every item of ``iterable`` and return the results in order.
 
     Each item is one call's arguments: a tuple or list is the positional arguments, anything else
@@ -147,6 +148,8 @@ def map(
         queue: the queue to use (default: the function's name).
         client: the Client to use (default: ``gomap.configure``'s, else the environment's, else
             the embedded default).
+        as_frame: return a pandas DataFrame (``gomap.to_frame``): a column per field of record
+            results, else one column named after the function.
     """
     batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors)
     total = batch.total
@@ -168,7 +171,15 @@ def map(
         results = [v for start in sorted(parts) for v in parts[start]]
     elif len(results) != total:  # the iterable's length changed while it was consumed
         del results[batch.completed :]
-    return results
+    return to_frame(results, name=batch.function) if as_frame else results
+
+
+def to_frame(results: Sequence[Any], *, index: Any = None, name: str = "result") -> Any:
+    """A pandas DataFrame from ``map`` results: a column per field of record (dict) results, else
+    one column called ``name``. (``map`` itself returns lists; this needs pandas.)"""
+    from ._pandas import to_frame as frame
+
+    return frame(results, index=index, name=name)
 
 
 def imap(

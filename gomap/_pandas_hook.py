@@ -16,6 +16,9 @@ from types import ModuleType
 
 
 def _register() -> None:
+    importing = sys.modules.get(__package__ + "._pandas")
+    if importing is not None and not hasattr(importing, "register"):
+        return  # gomap._pandas is importing pandas right now; it registers once it is done
     from . import _pandas
 
     _pandas.register()

@@ -129,7 +129,7 @@ def test_codec_rules(codec):
     assert _codec.dumps_items([math.nan, np.float64(math.nan)], 0) == b"[null,null]"
     assert _codec.dumps_items([np.int64(5), np.float32(0.5), np.bool_(True)], 0) == b"[5,0.5,true]"
     assert _codec.dumps_items([np.array([1, 2])], 0) == b"[[1,2]]"
-    assert _codec.dumps_items([datetime.datetime(2024, 1, 2, 3, 4, 5)], 0) == b'["2024-01-02T03:04:05"]'
+    assert _codec.dumps_items([datetime.datetime(2024, 1, 2, 3, 4, 5)], 0) == b'["2024-01-02T03:04:05+00:00"]'
     assert _codec.dumps_items([2**70], 0) == b"[1180591620717411303424]"
     with pytest.raises(gomap.EncodeError, match=r"item 11 \(float\).*infinity"):
         _codec.dumps_items([1.0, -math.inf], 10)
