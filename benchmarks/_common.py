@@ -48,7 +48,9 @@ def redis_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def workers(url: str, processes: int, *, concurrency: int, gomaxprocs: int, extra: Sequence[str] = ()) -> Iterator[list[int]]:
+def workers(
+    url: str, processes: int, *, concurrency: int, gomaxprocs: int, extra: Sequence[str] = ()
+) -> Iterator[list[int]]:
     """Start gomap-worker processes on url and wait until each takes jobs; yields their PIDs."""
     binary = _binary.worker_binary()
     procs = []
@@ -62,7 +64,8 @@ def workers(url: str, processes: int, *, concurrency: int, gomaxprocs: int, extr
             )  # fmt: skip
             procs.append(p)
             ready, _, _ = select.select([p.stdout], [], [], 30)
-            assert ready and json.loads(p.stdout.readline())["event"] == "ready"  # type: ignore[union-attr]
+            if not ready or json.loads(p.stdout.readline())["event"] != "ready":  # type: ignore[union-attr]
+                raise RuntimeError("gomap-worker did not start")
         yield [p.pid for p in procs]
     finally:
         for p in procs:
@@ -73,10 +76,11 @@ def workers(url: str, processes: int, *, concurrency: int, gomaxprocs: int, extr
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (from /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(xs: Sequence[float], p: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]

@@ -10,11 +10,12 @@ queues at once takes a new job without polling.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import gomap
-
 from _common import cpu_seconds, percentile, redis_server, workers
+
+import gomap
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     args = ap.parse_args()
-    with redis_server() as url, workers(url, 1, concurrency=25, gomaxprocs=0 or 2) as (pid,):
+    with redis_server() as url, workers(url, 1, concurrency=25, gomaxprocs=os.cpu_count() or 1) as (pid,):
         client = gomap.Client(url)
         add = gomap.function("sampleadd", client=client)
         for _ in range(100):
@@ -32,8 +33,10 @@ def main() -> None:
             t0 = time.perf_counter()
             assert add(i, 1) == i + 1
             lat.append((time.perf_counter() - t0) * 1000)
-        print(f"one-item call, {args.calls} calls: p50 {percentile(lat, 50):.3f} ms, p90 {percentile(lat, 90):.3f} ms, "
-              f"p99 {percentile(lat, 99):.3f} ms, max {max(lat):.3f} ms")
+        print(
+            f"one-item call, {args.calls} calls: p50 {percentile(lat, 50):.3f} ms, p90 {percentile(lat, 90):.3f} ms, "
+            f"p99 {percentile(lat, 99):.3f} ms, max {max(lat):.3f} ms"
+        )
         c0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(args.idle_seconds)
         c1, t1 = cpu_seconds(pid), time.monotonic()
