@@ -33,7 +33,8 @@ func DecodePayload(p []byte) (Payload, error) {
 	var out Payload
 	// Duplicate-name checks cost time on every object item and protect nothing
 	// here; invalid UTF-8 stays an error.
-	dec := jsontext.NewDecoder(bytes.NewReader(p), jsontext.AllowDuplicateNames(true))
+	// From a bytes.Buffer the decoder parses p in place, without copying it.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(p), jsontext.AllowDuplicateNames(true))
 	d := payloadDecoder{dec: dec, src: p}
 	if err := d.object(func(name string) error { return d.payloadField(name, &out) }); err != nil {
 		return out, fmt.Errorf("%w: %v", ErrPayload, err)
