@@ -45,6 +45,7 @@ type Worker struct {
 	tokens  chan struct{} // one per idle slot
 	jobs    chan reserved
 	running atomic.Int64
+	ran     atomic.Bool
 }
 
 // reserved is a job taken from a queue into this process's in-flight list.
@@ -103,12 +104,19 @@ func (w *Worker) ID() string { return w.proc }
 // empty), then shuts down: it stops reserving, lets running jobs finish for up
 // to ShutdownTimeout, puts unfinished jobs back on their queues and
 // unregisters. Redis errors never end Run: it retries with backoff. It returns
-// nil after a clean shutdown.
+// nil after a clean shutdown. A Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
+	if !w.ran.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice; build a new Worker with New")
+	}
 	if err := w.connect(ctx); err != nil {
 		return err
 	}
-	defer w.closeClients()
+	defer func() {
+		if err := w.closeClients(); err != nil {
+			w.log.Warn("closing redis clients", "err", err)
+		}
+	}()
 	if err := retry(ctx, w.log, "register", w.register); err != nil {
 		return err
 	}
