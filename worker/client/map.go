@@ -204,27 +204,30 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 	return out, nil
 }
 
-// take blocks until a chunk completes (or a second passes), moving its start
-// to the taken list, then runs the collect script, told the starts still
-// awaited so the call that brings the last chunk also deletes the batch's
-// keys. (Python pipelines the two commands into one round trip; go-redis'
-// cluster pipelines do not reliably carry a blocking command, so here they
-// are two.)
+// take blocks until a chunk completes (or a second passes) and stores what
+// completed, in one round trip: a BLMOVE off the done list with the collect
+// script pipelined behind it, told the starts still awaited (when few) so the
+// round trip that brings the last chunk also deletes the batch's keys.
 func (b *batch) take(ctx context.Context, out []jsontext.Value) (int, error) {
-	err := b.c.rdb.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		return 0, err
-	}
 	args := []any{1000, b.o.TTL.Milliseconds()}
 	if len(b.pending) <= 64 {
 		for start := range b.pending {
 			args = append(args, start)
 		}
 	}
-	flat, err := b.c.rdb.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta, b.taken}, args...).Slice()
+	var res *redis.Cmd
+	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second)
+		res = pipe.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta, b.taken}, args...)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, err
+	}
+	flat, err := res.Slice()
 	if err != nil {
 		return 0, err
 	}

@@ -60,8 +60,9 @@ func Parse(o Options) (*redis.Options, error) {
 		opt.PoolSize = o.Connections
 		opt.MaxActiveConns = o.Connections
 	}
-	// RESP2: gomap needs nothing of RESP3, and go-redis' RESP3 push-notification
-	// reader can hang a cluster pipeline that holds a blocking command.
+	// RESP2: gomap uses nothing of RESP3, and RESP2 keeps go-redis off its
+	// push-notification machinery (maintenance notifications, client-side
+	// caching), which a worker has no use for.
 	opt.Protocol = 2
 	return opt, nil
 }
