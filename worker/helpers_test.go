@@ -1,16 +1,14 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/gomap/gomap/worker/internal/redistest"
+	"github.com/gomap/gomap/worker/internal/workertest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
@@ -31,24 +29,6 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, srv: srv, rdb: srv.Client(), keys: protocol.NewKeys(""), ctx: context.Background()}
 }
 
-// syncBuffer collects a worker's log; the test prints it if it fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // config is a test worker's config: fast heartbeats, a long poll interval
 // (so a test that passes shows blocking pickup, not polling), one host name.
 func (e *env) config(host string) worker.Config {
@@ -67,49 +47,8 @@ func (e *env) config(host string) worker.Config {
 // run starts a worker and returns it once it is registered; stop (also
 // called at cleanup) ends it and checks Run returned nil.
 func (e *env) run(cfg worker.Config, reg *worker.Registry) (w *worker.Worker, stop func()) {
-	t := e.t
-	t.Helper()
-	logs := &syncBuffer{}
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	started := make(chan *worker.Worker, 1)
-	cfg.OnStart = func(w *worker.Worker) { started <- w }
-	w, err := worker.New(cfg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log of worker %s:\n%s", w.ID(), logs.String())
-		}
-	})
-	select {
-	case <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("worker did not start within 10s")
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("Run did not return within 30s of its context ending")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return w, stop
+	e.t.Helper()
+	return workertest.Run(e.t, cfg, reg)
 }
 
 // push enqueues raw payloads as Ruby Resque does.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/client"
 	"github.com/gomap/gomap/worker/internal/redistest"
+	"github.com/gomap/gomap/worker/internal/workertest"
 	"github.com/gomap/gomap/worker/samples"
 	"go.uber.org/goleak"
 )
@@ -101,32 +101,10 @@ func startWorker(t *testing.T, uri string) {
 	t.Helper()
 	reg := worker.NewRegistry()
 	samples.Register(reg)
-	started := make(chan struct{})
-	w, err := worker.New(worker.Config{
+	workertest.Run(t, worker.Config{
 		URI: uri, Hostname: "clienttest", Concurrency: 4, Connections: 8,
 		Heartbeat: 100 * time.Millisecond, DeadAfter: time.Second,
-		Logger:  slog.New(slog.DiscardHandler),
-		OnStart: func(*worker.Worker) { close(started) },
 	}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("worker ended: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("worker did not start")
-	}
 }
 
 func dial(t *testing.T, uri string) *client.Client {

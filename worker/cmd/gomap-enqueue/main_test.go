@@ -3,13 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/internal/redistest"
+	"github.com/gomap/gomap/worker/internal/workertest"
 	"github.com/gomap/gomap/worker/samples"
 )
 
@@ -32,26 +31,7 @@ func TestMapPrintsResultsInOrder(t *testing.T) {
 	srv := redistest.Start(t)
 	reg := worker.NewRegistry()
 	samples.Register(reg)
-	started := make(chan struct{})
-	w, err := worker.New(worker.Config{URI: srv.URI, Hostname: "enq", Logger: slog.New(slog.DiscardHandler),
-		OnStart: func(*worker.Worker) { close(started) }}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("worker did not start")
-	}
+	workertest.Run(t, worker.Config{URI: srv.URI, Hostname: "enq"}, reg)
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"-uri", srv.URI, "-map", "-class", "sampleadd", "[1,2]", "[3,4]", "[9007199254740993,0]"},
 		func(string) string { return "" }, &stdout, &stderr)

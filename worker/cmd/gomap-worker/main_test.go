@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/gomap/gomap/worker/client"
 	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/gomap/gomap/worker/internal/redistest"
+	"github.com/gomap/gomap/worker/internal/workertest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,24 +33,6 @@ func build(t *testing.T) string {
 		t.Fatalf("building gomap-worker: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// lockedBuffer is a process's stderr, read while the process writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestHelpExplainsEveryFlag(t *testing.T) {
@@ -100,14 +82,14 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	stderr *lockedBuffer
+	stderr *workertest.LockedBuffer
 	exited chan error
 }
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(build(t), args...)
-	p := &proc{t: t, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &proc{t: t, cmd: cmd, stderr: &workertest.LockedBuffer{}, exited: make(chan error, 1)}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
