@@ -43,7 +43,7 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(url, namespace=args.namespace)
 
 
-def _worker(args: argparse.Namespace, rest: Sequence[str]) -> int:
+def _worker(rest: Sequence[str]) -> int:
     binary = _binary.worker_binary()
     os.execv(binary, [binary, *rest])
     return 1  # pragma: no cover - execv does not return
@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
-        return _worker(argparse.Namespace(), argv[1:])
+        return _worker(argv[1:])
     args = _parser().parse_args(argv)
     commands = {"demo": _demo, "enqueue": _enqueue, "status": _status, "build": _build}
     try:

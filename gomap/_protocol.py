@@ -43,9 +43,6 @@ class Keys:
     def workers(self) -> str:
         return self.ns + "workers"
 
-    def failed(self) -> str:
-        return self.ns + "failed"
-
     def stat(self, name: str) -> str:
         return self.ns + "stat:" + name
 

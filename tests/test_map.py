@@ -258,3 +258,48 @@ def test_bad_options_are_errors(client):
         gomap.map("sampleadd", [(1, 1)], chunksize=0, client=client)
     with pytest.raises(gomap.ConfigError, match="braces"):
         gomap.map("sampleadd", [(1, 1)], queue="a{b}", client=client)
+
+
+class Hinted:
+    """An iterator that knows roughly how long it is (operator.length_hint), as map objects do."""
+
+    def __init__(self, n: int) -> None:
+        self._it = iter([(i, i) for i in range(n)])
+        self._n = n
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def __length_hint__(self) -> int:
+        return self._n
+
+
+def test_automatic_chunk_size_follows_length_and_live_workers(client, worker):
+    from gomap._batch import Batch
+
+    # One live worker process: about four chunks for it, at most 10,000 items each.
+    assert [w.id for w in client.workers("sampleadd")] == [worker.id]
+    assert Batch(client, "sampleadd", pairs(5000), total=5000).chunksize == 1250
+    assert Batch(client, "sampleadd", pairs(100_000), total=100_000).chunksize == 10_000
+    assert Batch(client, "sampleadd", Hinted(400), total=400).chunksize == 100
+    assert Batch(client, "sampleadd", ((i, i) for i in range(10))).chunksize == 1000  # length unknown
+    # With no worker on the queue there is nobody to divide by: one worker is assumed.
+    assert Batch(client, "sampleadd", pairs(5000), total=5000, queue="nobody").chunksize == 1250
+
+
+def test_bar_total_comes_from_len_or_length_hint(client):
+    for items, want in ((pairs(300), [3 * i for i in range(300)]), (Hinted(300), [2 * i for i in range(300)])):
+        buf = io.StringIO()
+        out = gomap.map(
+            "sampleadd",
+            items,
+            client=client,
+            progress=True,
+            tqdm_class=tqdm.tqdm,
+            tqdm_kwargs={"file": buf, "mininterval": 0},
+        )
+        assert out == want
+        assert "300/300" in buf.getvalue()

@@ -218,18 +218,26 @@ func TestKilledWorkersJobIsRecoveredByAnotherWorker(t *testing.T) {
 	}
 }
 
-func TestSIGTERMPutsTheRunningJobBackAndUnregisters(t *testing.T) {
+// sleepingWorker starts a worker process on a Redis of its own and gives it a
+// job that sleeps a minute; it returns once the job runs.
+func sleepingWorker(t *testing.T, host, shutdownTimeout string) (*redis.Client, *proc, string) {
+	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	keys := protocol.NewKeys("")
-	ctx := context.Background()
-	w := start(t, workerArgs(srv.URI, "t", "-shutdown-timeout", "300ms")...)
-	redistest.Eventually(t, 10*time.Second, "the worker registers", func() bool { return registered(t, rdb, procID("t", w)) })
+	w := start(t, workerArgs(srv.URI, host, "-shutdown-timeout", shutdownTimeout)...)
+	redistest.Eventually(t, 10*time.Second, "the worker registers", func() bool { return registered(t, rdb, procID(host, w)) })
 	job := `{"class":"samplesleep","args":[60]}`
-	if err := rdb.RPush(ctx, keys.Queue("samplesleep"), job).Err(); err != nil {
+	if err := rdb.RPush(context.Background(), protocol.NewKeys("").Queue("samplesleep"), job).Err(); err != nil {
 		t.Fatal(err)
 	}
-	redistest.Eventually(t, 10*time.Second, "the job runs", func() bool { return running(t, rdb, procID("t", w)) })
+	redistest.Eventually(t, 10*time.Second, "the job runs", func() bool { return running(t, rdb, procID(host, w)) })
+	return rdb, w, job
+}
+
+func TestSIGTERMPutsTheRunningJobBackAndUnregisters(t *testing.T) {
+	rdb, w, job := sleepingWorker(t, "t", "300ms")
+	keys := protocol.NewKeys("")
+	ctx := context.Background()
 	w.signal(syscall.SIGTERM)
 	if code := w.wait(10 * time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
@@ -243,17 +251,9 @@ func TestSIGTERMPutsTheRunningJobBackAndUnregisters(t *testing.T) {
 }
 
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client()
-	keys := protocol.NewKeys("")
+	rdb, w, _ := sleepingWorker(t, "s", "60s")
 	ctx := context.Background()
-	w := start(t, workerArgs(srv.URI, "s", "-shutdown-timeout", "60s")...)
-	redistest.Eventually(t, 10*time.Second, "the worker registers", func() bool { return registered(t, rdb, procID("s", w)) })
-	if err := rdb.RPush(ctx, keys.Queue("samplesleep"), `{"class":"samplesleep","args":[60]}`).Err(); err != nil {
-		t.Fatal(err)
-	}
-	inflight := keys.Inflight("samplesleep", procID("s", w))
-	redistest.Eventually(t, 10*time.Second, "the job runs", func() bool { return running(t, rdb, procID("s", w)) })
+	inflight := protocol.NewKeys("").Inflight("samplesleep", procID("s", w))
 	w.signal(syscall.SIGTERM)
 	redistest.Eventually(t, 10*time.Second, "the worker starts shutting down", func() bool {
 		return strings.Contains(w.stderrText(), "a second signal exits at once")
