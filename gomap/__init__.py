@@ -4,7 +4,8 @@
     gomap("sampleadd", [(1, 2), (3, 4)])          # -> [3, 7], in order, with a progress bar
 
 ``gomap(fn, items)`` is ``gomap.map``; ``gomap.imap`` streams, ``gomap.submit`` returns a Batch at
-once. ``import gomap; gomap(...)`` works too: the module itself is callable.
+once, ``gomap.compile`` adds Go functions of your own. ``from gomap import gomap`` and ``import
+gomap`` give the same object: the package, which is callable.
 """
 
 import sys as _sys
@@ -14,8 +15,11 @@ from typing import Any as _Any
 
 from ._batch import Batch
 from ._client import Client, WorkerInfo
+from ._compile import Compiled, compile
 from ._exceptions import (
     BatchCancelled,
+    CompileError,
+    CompileMessage,
     ConfigError,
     ConnectError,
     EncodeError,
@@ -24,77 +28,89 @@ from ._exceptions import (
     NoWorkersError,
     TaskError,
     Timeout,
+    UnknownFunctionError,
     WorkerBinaryError,
 )
+from ._functions import FunctionInfo, FunctionList, Param
 from ._local import LocalCluster
-from ._map import Function, configure, default_client, enqueue, function, imap, map, submit, to_frame
+from ._magic import load_ipython_extension
+from ._map import (
+    Function,
+    FunctionNamespace,
+    configure,
+    default_client,
+    enqueue,
+    function,
+    functions,
+    imap,
+    map,
+    submit,
+    to_frame,
+)
 
 try:
     __version__ = _metadata.version("gomap")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
     __version__ = "0+unknown"
 
+fn = FunctionNamespace()
+"""The live pool's functions as attributes: ``gomap.fn.sampleadd(1, 2)``; ``gomap.fn.<TAB>`` completes."""
+
 __all__ = [
     "Batch",
     "BatchCancelled",
     "Client",
+    "CompileError",
+    "CompileMessage",
+    "Compiled",
     "ConfigError",
     "ConnectError",
     "EncodeError",
     "Function",
+    "FunctionInfo",
+    "FunctionList",
+    "FunctionNamespace",
     "GomapError",
     "LocalCluster",
     "LocalClusterError",
     "NoWorkersError",
+    "Param",
     "TaskError",
     "Timeout",
+    "UnknownFunctionError",
     "WorkerBinaryError",
     "WorkerInfo",
     "__version__",
+    "compile",
     "configure",
     "default_client",
     "enqueue",
+    "fn",
     "function",
+    "functions",
     "gomap",
     "imap",
+    "load_ipython_extension",
     "map",
     "submit",
     "to_frame",
 ]
 
 
-class _Gomap:
-    """``gomap(fn, iterable, **options)`` runs ``gomap.map``; the other calls hang off it."""
+class _CallableModule(_types.ModuleType):
+    """The package's own type: ``gomap(fn, iterable, **options)`` runs ``gomap.map``."""
 
-    map = staticmethod(map)
-    imap = staticmethod(imap)
-    submit = staticmethod(submit)
-    to_frame = staticmethod(to_frame)
-    function = staticmethod(function)
-    enqueue = staticmethod(enqueue)
-    configure = staticmethod(configure)
-    default_client = staticmethod(default_client)
-    Function = Function
-    Batch = Batch
-    Client = Client
-    LocalCluster = LocalCluster
-
-    def __call__(self, fn: str | Function, iterable: _Any, **options: _Any) -> list[_Any]:
+    def __call__(self, fn: "str | Function", iterable: _Any, **options: _Any) -> list[_Any]:
         return map(fn, iterable, **options)
 
     def __repr__(self) -> str:
-        return "<gomap: gomap(fn, iterable) runs fn on Go workers; see help(gomap.map)>"
-
-
-gomap = _Gomap()
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, fn: str | Function, iterable: _Any, **options: _Any) -> list[_Any]:
-        return map(fn, iterable, **options)
+        return "<module 'gomap': gomap(fn, iterable) runs fn on Go workers; see help(gomap.map)>"
 
 
 _sys.modules[__name__].__class__ = _CallableModule
+
+gomap = _sys.modules[__name__]
+"""The package itself, so ``from gomap import gomap`` gives all of it: ``gomap(...)``, ``gomap.TaskError``, …"""
 
 from . import _pandas_hook  # noqa: E402 - registers the pandas accessors once pandas is imported
 

@@ -19,8 +19,9 @@ from typing import Any
 import redis
 
 from . import _codec, _defaults
-from ._client import Client, redact, redis_errors
-from ._exceptions import BatchCancelled, GomapError, NoWorkersError, TaskError, Timeout
+from ._client import Client, WorkerInfo, redact, redis_errors
+from ._exceptions import BatchCancelled, GomapError, NoWorkersError, TaskError, Timeout, UnknownFunctionError
+from ._functions import closest
 from ._protocol import COLLECT_SCRIPT, check_queue, chunk_payload
 
 Completed = tuple[int, list[Any], list[TaskError]]
@@ -106,6 +107,7 @@ class Batch:
         self._meta, self._results = k.batch_meta(self.id), k.batch_results(self.id)
         self._done, self._taken = k.batch_done(self.id), k.batch_taken(self.id)
         self._queue_key, self._queues_key = k.queue(self.queue), k.queues()
+        self._check_function()
         if chunksize is None:
             chunksize = auto_chunksize(total, len(client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)))
         self.chunksize = chunksize
@@ -271,6 +273,28 @@ class Batch:
         except BaseException:
             self._cancel_quietly()
             raise
+
+    def _check_function(self) -> None:
+        """Fail at once when live workers run but none offers the function: a typo, or a function
+        not compiled into the pool. (With no live worker at all, wait for one: see _check_workers.)"""
+        live: list[WorkerInfo] = []
+        for max_age in (_defaults.WORKERS_CACHE, 0.0):  # a fresh look before failing
+            live = self._client.workers(max_age=max_age)
+            if not live or any(self.function in w.functions for w in live):
+                return
+        offered = sorted({f for w in live for f in w.functions})
+        guess = closest(self.function, offered)
+        raise UnknownFunctionError(
+            f"no live worker offers the function {self.function!r} (at {redact(self._client.url)}, namespace "
+            f"{self._client.namespace!r}).{f' Did you mean {guess!r}?' if guess else ''} "
+            f"The workers offer: {', '.join(offered)}. To add a function of your own: gomap.compile(source) "
+            "(or %%gomap in a notebook) on the embedded default; for a pool, run a worker built with "
+            "'gomap build --functions FILE'.",
+            function=self.function,
+            offered=offered,
+            queue=self.queue,
+            namespace=self._client.namespace,
+        )
 
     def _check_workers(self) -> None:
         if self._client.workers(self.queue):

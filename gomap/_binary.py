@@ -8,7 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from . import _defaults
@@ -24,24 +24,36 @@ def worker_source() -> Path | None:
     return None
 
 
+def is_build_input(p: Path, src: Path) -> bool:
+    """Whether p is a file that a build of the worker reads (Go files, module files; not tests)."""
+    rel = p.relative_to(src).parts
+    if "testdata" in rel or rel[0] in ("gomapuser", "bin"):
+        return False
+    if p.suffix == ".go":
+        return not p.name.endswith("_test.go")
+    return p.suffix in (".s", ".h") or p.name in ("go.mod", "go.sum", "modules.txt")
+
+
 def source_hash(src: Path) -> str:
-    """A digest of the worker's build inputs (Go files, go.mod, go.sum; not tests)."""
+    """A digest of the worker's build inputs (Go and assembly files with the vendored ones, go.mod, go.sum)."""
     h = hashlib.sha256()
     for p in sorted(src.rglob("*")):
-        if (p.suffix == ".go" and not p.name.endswith("_test.go")) or p.name in ("go.mod", "go.sum"):
-            if "testdata" in p.parts:
-                continue
+        if p.is_file() and is_build_input(p, src):
             h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path:
+    """Where built binaries are kept: ``$GOMAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/gomap``."""
+    if environ.get("GOMAP_CACHE_DIR"):
+        return Path(environ["GOMAP_CACHE_DIR"])
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gomap"
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a lock file), so concurrent builds wait for each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -51,35 +63,64 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_worker(src: Path, environ: Mapping[str, str]) -> Path:
-    """Build gomap-worker from src into the cache (once per source version) and return its path."""
-    target = cache_dir(environ) / f"worker-{source_hash(src)}" / "gomap-worker"
-    if target.is_file():
-        return target
+def go_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every Go build gomap runs: static, offline, with the vendored modules."""
+    return {
+        **environ,
+        "CGO_ENABLED": "0",  # a static binary that runs on any machine of its OS and architecture
+        "GOFLAGS": "-mod=vendor",  # the dependencies travel in worker/vendor: no module download
+        "GOPROXY": "off",
+        "GOTOOLCHAIN": "local",  # never fetch another toolchain
+    }
+
+
+def go_command(environ: Mapping[str, str], what: str) -> str:
+    """The ``go`` on PATH, or a WorkerBinaryError that says what needed it."""
     go = shutil.which("go", path=environ.get("PATH"))
     if go is None:
-        raise WorkerBinaryError("building the Go worker needs Go on PATH (https://go.dev/dl)")
-    with _locked(target.parent / ".lock"):
+        raise WorkerBinaryError(f"{what} needs Go on PATH (https://go.dev/dl)")
+    return go
+
+
+def run_tool(
+    args: Sequence[str], *, cwd: Path, what: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a build step, bounded by BUILD_TIMEOUT; the caller reads returncode."""
+    try:
+        return subprocess.run(
+            list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=_defaults.BUILD_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as e:
+        raise WorkerBinaryError(f"{what} took over {_defaults.BUILD_TIMEOUT:.0f}s") from e
+
+
+def run_go(
+    args: Sequence[str], *, cwd: Path, environ: Mapping[str, str], what: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``go args…`` in cwd with go_env."""
+    return run_tool([go_command(environ, what), *args], cwd=cwd, what=what, env=go_env(environ))
+
+
+def build_command(src: Path, package: str, name: str, environ: Mapping[str, str]) -> Path:
+    """Build the command ``package`` (e.g. ./cmd/gomap-worker) of src into the cache, once per
+    source version, and return the binary's path."""
+    target = cache_dir(environ) / f"{name}-{source_hash(src)}" / name
+    if target.is_file():
+        return target
+    with locked(target.parent / ".lock"):
         if target.is_file():  # another process built it while we waited
             return target
-        tmp = target.with_name(f"gomap-worker.{os.getpid()}.tmp")
-        env = {**environ, "CGO_ENABLED": "0"}
-        try:
-            out = subprocess.run(
-                [go, "build", "-trimpath", "-o", str(tmp), "./cmd/gomap-worker"],
-                cwd=src,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=_defaults.BUILD_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise WorkerBinaryError(f"building the Go worker took over {_defaults.BUILD_TIMEOUT:.0f}s") from e
+        tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
+        out = run_go(["build", "-trimpath", "-o", str(tmp), package], cwd=src, environ=environ, what=f"building {name}")
         if out.returncode != 0:
-            raise WorkerBinaryError(f"building the Go worker in {src} failed:\n{out.stderr.strip()}")
+            raise WorkerBinaryError(f"building {name} in {src} failed:\n{out.stderr.strip()}")
         tmp.replace(target)
     return target
+
+
+def build_worker(src: Path, environ: Mapping[str, str]) -> Path:
+    """Build gomap-worker from src into the cache (once per source version) and return its path."""
+    return build_command(src, "./cmd/gomap-worker", "gomap-worker", environ)
 
 
 def worker_binary(explicit: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:

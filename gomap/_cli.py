@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from . import _binary
+from . import _binary, _compile
 from ._client import Client, redact, resolve_url
 from ._exceptions import ConfigError, GomapError
 from ._local import LocalCluster
@@ -77,7 +80,26 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    print(_binary.worker_binary())
+    if not args.functions:
+        if args.output or args.goos or args.goarch:
+            raise ConfigError("-o, --goos and --goarch go with --functions PATH")
+        print(_binary.worker_binary())
+        return 0
+    built = _compile.build(args.functions, goos=args.goos, goarch=args.goarch)
+    target = Path(args.output) if args.output else built.binary
+    if args.output:
+        shutil.copyfile(built.binary, target)
+        target.chmod(0o755)
+    for f in built.functions:
+        print(f"  {f.signature}", file=sys.stderr)
+    print(target)
+    return 0
+
+
+def _functions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        listed = client.functions()
+        print(json.dumps([dataclasses.asdict(f) for f in listed], indent=2) if args.json else repr(listed))
     return 0
 
 
@@ -98,10 +120,25 @@ def _parser() -> argparse.ArgumentParser:
     enq.add_argument("args", nargs="*", help="its arguments, each read as JSON (else taken as a string)")
     enq.add_argument("--queue", default=None, help="the queue (default: the class)")
     status = sub.add_parser("status", help="live workers, queues and counters")
-    for q in (enq, status):
+    build = sub.add_parser(
+        "build",
+        help="print the gomap-worker binary's path, building it if needed; with --functions, build a worker "
+        "with your own Go functions (a static binary to copy to any machine of its OS and architecture)",
+    )
+    build.add_argument(
+        "--functions",
+        action="append",
+        metavar="PATH",
+        help="a .go file or package directory whose exported functions the worker registers (repeatable)",
+    )
+    build.add_argument("-o", "--output", default=None, help="write the binary here (default: print its cache path)")
+    build.add_argument("--goos", default=None, help="target operating system (default: this one), e.g. linux")
+    build.add_argument("--goarch", default=None, help="target architecture (default: this one), e.g. arm64")
+    fns = sub.add_parser("functions", help="the functions the live workers offer, with their Go signatures")
+    fns.add_argument("--json", action="store_true", help="print JSON")
+    for q in (enq, status, fns):
         q.add_argument("--url", default=None, help="Redis URL (default: $GOMAP_REDIS_URL, then $REDIS_URL)")
         q.add_argument("--namespace", default=None, help="key prefix (default: goworker:)")
-    sub.add_parser("build", help="build (or find) the gomap-worker binary and print its path")
     return p
 
 
@@ -110,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         return _worker(argv[1:])
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo, "enqueue": _enqueue, "status": _status, "build": _build}
+    commands = {"demo": _demo, "enqueue": _enqueue, "status": _status, "build": _build, "functions": _functions}
     try:
         return commands[args.command](args)
     except GomapError as e:

@@ -15,6 +15,7 @@ import redis
 
 from . import _codec, _defaults
 from ._exceptions import ConfigError, ConnectError
+from ._functions import FunctionList, from_records
 from ._protocol import Keys, check_queue, normalize_namespace
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ class Client:
         self.url = url
         self.redis = _connect(url)
         self.cluster = type(self.redis).__name__ == "RedisCluster"
-        self._workers_cache: dict[str, tuple[float, list[WorkerInfo]]] = {}
+        self._workers_cache: tuple[float, list[tuple[WorkerInfo, dict[str, Any]]]] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -160,34 +161,43 @@ class Client:
 
         With ``max_age``, an answer at most that many seconds old may be reused.
         """
-        key = queue or ""
+        return [info for info, _ in self._live(max_age) if queue is None or queue in info.queues]
+
+    def functions(self) -> FunctionList:
+        """The functions the live workers offer, with their Go signatures and how many workers
+        offer each (``gomap.functions()``)."""
+        return from_records(record for _, record in self._live(0.0))
+
+    def _live(self, max_age: float) -> list[tuple[WorkerInfo, dict[str, Any]]]:
+        """The records of the live worker processes, as they registered themselves."""
         with self._lock:
-            cached = self._workers_cache.get(key)
+            cached = self._workers_cache
         if cached and time.monotonic() - cached[0] <= max_age:
             return cached[1]
         with redis_errors(self.url):
-            recs = self.redis.hgetall(self.keys.processes())
-            infos = []
-            for raw in recs.values():
+            found = []
+            for raw in self.redis.hgetall(self.keys.processes()).values():
                 try:
                     r = _codec.loads(raw)
-                    info = WorkerInfo(
-                        id=r["id"],
-                        host=r.get("host", ""),
-                        pid=int(r.get("pid", 0)),
-                        queues=tuple(r.get("queues") or ()),
-                        functions=tuple(r.get("functions") or ()),
-                        concurrency=int(r.get("concurrency", 0)),
-                    )
+                    found.append((_worker_info(r), r))
                 except (ValueError, KeyError, TypeError):
                     continue
-                if queue is None or queue in info.queues:
-                    infos.append(info)
-            if infos:
+            if found:
                 pipe = self.redis.pipeline(transaction=False)
-                for info in infos:
+                for info, _ in found:
                     pipe.exists(self.keys.alive(info.id))
-                infos = [info for info, alive in zip(infos, pipe.execute(), strict=True) if alive]
+                found = [rec for rec, alive in zip(found, pipe.execute(), strict=True) if alive]
         with self._lock:
-            self._workers_cache[key] = (time.monotonic(), infos)
-        return infos
+            self._workers_cache = (time.monotonic(), found)
+        return found
+
+
+def _worker_info(r: dict[str, Any]) -> WorkerInfo:
+    return WorkerInfo(
+        id=r["id"],
+        host=r.get("host", ""),
+        pid=int(r.get("pid", 0)),
+        queues=tuple(r.get("queues") or ()),
+        functions=tuple(r.get("functions") or ()),
+        concurrency=int(r.get("concurrency", 0)),
+    )

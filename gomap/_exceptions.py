@@ -4,18 +4,25 @@ GomapError
 ├── ConfigError             bad or conflicting configuration
 ├── ConnectError            Redis cannot be reached (the URL, without its password, is in the message)
 ├── NoWorkersError          no live worker takes the batch's queue
+│   └── UnknownFunctionError    live workers run, but none offers the function
 ├── TaskError               an item failed in its Go function (index, function, kind, error, stack)
 ├── Timeout                 the call ran past its timeout= (also a builtin TimeoutError)
 ├── BatchCancelled          the batch was cancelled before it finished
 ├── EncodeError             an item cannot be sent as JSON (also a TypeError and a ValueError)
 ├── WorkerBinaryError       the Go worker binary can be neither found nor built
+│   └── CompileError            Go could not compile the user's source (messages mapped to its lines)
 └── LocalClusterError       the embedded Redis and workers did not start
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 __all__ = [
     "BatchCancelled",
+    "CompileError",
+    "CompileMessage",
     "ConfigError",
     "ConnectError",
     "EncodeError",
@@ -24,6 +31,7 @@ __all__ = [
     "NoWorkersError",
     "TaskError",
     "Timeout",
+    "UnknownFunctionError",
     "WorkerBinaryError",
 ]
 
@@ -47,6 +55,16 @@ class NoWorkersError(GomapError):
         super().__init__(message)
         self.queue = queue
         self.namespace = namespace
+
+
+class UnknownFunctionError(NoWorkersError, LookupError):
+    """Live workers serve this Redis, but none offers the function. The message lists the names
+    they offer and the closest one ("did you mean …?"); ``offered`` holds them all."""
+
+    def __init__(self, message: str, *, function: str, offered: Sequence[str], queue: str, namespace: str) -> None:
+        super().__init__(message, queue=queue, namespace=namespace)
+        self.function = function
+        self.offered = tuple(offered)
 
 
 class TaskError(GomapError):
@@ -116,6 +134,46 @@ class EncodeError(GomapError, TypeError, ValueError):
 
 class WorkerBinaryError(GomapError):
     """The Go worker binary can be neither found nor built."""
+
+
+@dataclass(frozen=True)
+class CompileMessage:
+    """One message of the Go compiler, at a position in the user's source."""
+
+    file: str  # the user's file, or the label of a snippet (a notebook cell is "cell")
+    line: int
+    column: int  # 0 when the compiler gave none
+    message: str
+    source_lines: Sequence[str] = ()
+
+    def render(self) -> str:
+        """The message, then the source line it points at and a caret under the column."""
+        where = f"{self.file}, line {self.line}" + (f", column {self.column}" if self.column else "")
+        out = [f"{where}: {self.message}"]
+        if 0 < self.line <= len(self.source_lines):
+            text = self.source_lines[self.line - 1].expandtabs(4)
+            raw = self.source_lines[self.line - 1]
+            out.append(f"  {self.line:4} | {text}")
+            if self.column:
+                caret = len(raw[: self.column - 1].expandtabs(4))
+                out.append(f"  {'':4} | {' ' * caret}^")
+        return "\n".join(out)
+
+
+class CompileError(WorkerBinaryError):
+    """Go could not compile the source given to ``gomap.compile`` (or ``%%gomap``).
+
+    The message shows each compiler message at its line of the user's source (not of generated
+    files); ``messages`` holds them as CompileMessage values.
+    """
+
+    def __init__(self, message: str, messages: Sequence[CompileMessage]) -> None:
+        super().__init__(message)
+        self.messages = tuple(messages)
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: the compiler's lines are what matter.
+        return [f"CompileError: {self}"]
 
 
 class LocalClusterError(GomapError):

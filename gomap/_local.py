@@ -6,33 +6,96 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
 from typing import IO, Any
 
-from . import _defaults
+from . import _compile, _defaults
 from ._binary import redis_server, worker_binary
 from ._exceptions import LocalClusterError
 
 
-def _stop(proc: subprocess.Popen[bytes], directory: str, log: IO[bytes]) -> None:
-    """Close the lifeline (the worker shuts down and stops its Redis), kill if it lingers."""
-    if proc.poll() is None:
+def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    """Read the process's ready line (JSON on its standard output), within LOCAL_START_TIMEOUT."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + _defaults.LOCAL_START_TIMEOUT
+    while True:
+        remaining = deadline - time.monotonic()
+        readable, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
+        if readable:
+            line = proc.stdout.readline()
+            if line:
+                return dict(json.loads(line))
+            proc.wait(_defaults.LOCAL_STOP_TIMEOUT)  # end of output: the process is exiting
+        if proc.poll() is not None or not readable:
+            reason = (
+                "exited" if proc.poll() is not None else f"did not start within {_defaults.LOCAL_START_TIMEOUT:.0f}s"
+            )
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise LocalClusterError(f"the local gomap worker {reason}; its log:\n{tail}")
+
+
+class _Processes:
+    """The processes of one LocalCluster: the keeper (it runs redis-server) and the current worker
+    process, each with its lifeline (its standard input) and its log. The finalizer stops them."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.keeper: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self._logs: dict[int, IO[bytes]] = {}
+        self._count = 0
+
+    def spawn(self, role: str, cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+        self._count += 1
+        path = Path(self.directory) / f"{role}-{self._count}.log"
+        log = open(path, "wb")  # noqa: SIM115 - closed by stop_one
         try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(_defaults.LOCAL_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-    log.close()
-    shutil.rmtree(directory, ignore_errors=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,  # Ctrl-C in a terminal goes to Python, which cancels its batch
+                env=env,
+            )
+        except BaseException:
+            log.close()
+            raise
+        self._logs[proc.pid] = log
+        return proc, path
+
+    def stop_one(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM and close the lifeline: a worker finishes or requeues its jobs and unregisters,
+        the keeper waits for the workers to unregister, then stops Redis. Kill if it lingers."""
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                proc.wait(_defaults.LOCAL_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        log = self._logs.pop(proc.pid, None)
+        if log is not None:
+            log.close()
+
+    def stop(self) -> None:
+        """Stop the worker first (its jobs go back while Redis is up), then the keeper and Redis."""
+        for proc in (self.worker, self.keeper):
+            if proc is not None:
+                self.stop_one(proc)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class LocalCluster:
@@ -42,9 +105,11 @@ class LocalCluster:
     ``workers`` is how many jobs run at once and how many cores the workers use (default: every
     core). The workers are goroutines in one Go process: the items of a chunk already run in
     parallel on all cores inside it, so more processes would only add Redis connections and memory
-    (benchmarks/local_cluster.py measures the two). That process runs redis-server as its child on
-    a unix socket, and both end when Python ends, however it ends: the worker watches a pipe from
-    Python (the "lifeline") and Redis receives the parent-death signal from the worker.
+    (benchmarks/local_cluster.py measures the two). A second process, the keeper, runs
+    redis-server on a unix socket, so the worker process can be swapped while Redis stays up:
+    after ``gomap.compile`` the cluster runs a binary with every function compiled in this Python
+    process. Everything ends when Python ends, however it ends: each process watches a pipe from
+    Python (its "lifeline"), and Redis receives the parent-death signal from the keeper.
 
         with gomap.LocalCluster(workers=4) as cluster:
             client = gomap.Client(cluster.url)
@@ -65,75 +130,90 @@ class LocalCluster:
         self.workers = workers or os.cpu_count() or 1
         self.namespace = namespace
         self.url = ""
-        self.pid = 0
+        self.pid = 0  # the worker process
+        self.redis_pid = 0
+        self.binary = ""  # the worker binary it runs
         self._redis_server = redis_server
         self._worker_binary = worker_binary
         self._quiet = quiet
+        self._procs: _Processes | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._swap_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<gomap.LocalCluster workers={self.workers} {self.url or 'not started'}>"
 
+    @property
+    def running(self) -> bool:
+        return self._finalizer is not None and self._finalizer.alive
+
     def start(self) -> LocalCluster:
         """Start Redis and the workers; return once the workers take jobs."""
-        if self._finalizer is not None and self._finalizer.alive:
+        if self.running:
             return self
-        binary = worker_binary(self._worker_binary)
+        follows = self._worker_binary is None and not os.environ.get("GOMAP_WORKER_BINARY")
+        compiled = _compile.SESSION.binary() if follows else None
+        binary = str(compiled) if compiled is not None else worker_binary(self._worker_binary)
         server = redis_server(self._redis_server)
-        directory = tempfile.mkdtemp(prefix="gomap-")
-        log = open(os.path.join(directory, "worker.log"), "wb")  # noqa: SIM115 - closed by _stop
-        cmd = [
-            binary,
-            "-redis-server", server, "-redis-dir", directory, "-lifeline",
-            "-namespace", self.namespace,
-            "-concurrency", str(max(2, self.workers)),
-            "-connections", str(max(4, 2 * self.workers)),
-            "-shutdown-timeout", "5s",
-            "-log-level", "warn",
-        ]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,  # Ctrl-C in a terminal goes to Python, which cancels its batch
-            env={**os.environ, "GOMAXPROCS": str(self.workers)},
-        )
-        self._finalizer = weakref.finalize(self, _stop, proc, directory, log)
+        procs = self._procs = _Processes(tempfile.mkdtemp(prefix="gomap-"))
+        self._finalizer = weakref.finalize(self, procs.stop)
         try:
-            ready = self._wait_ready(proc, Path(directory) / "worker.log")
+            self._start_keeper(binary, server)
+            self._start_worker(binary)
         except BaseException:
             self._finalizer()
             raise
-        self.url, self.pid = ready["uri"], proc.pid
+        if follows:
+            _compile.SESSION.follow(self)
         if not self._quiet:
             print(
                 f"gomap: started a local cluster: redis-server and Go workers on {self.workers} "
-                f"core{'s' if self.workers > 1 else ''} (pid {proc.pid}, {self.url}); they stop when Python exits",
+                f"core{'s' if self.workers > 1 else ''} (pid {self.pid}, {self.url}); they stop when Python exits",
                 file=sys.stderr,
             )
         return self
 
-    @staticmethod
-    def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + _defaults.LOCAL_START_TIMEOUT
-        while True:
-            remaining = deadline - time.monotonic()
-            readable, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
-            if readable:
-                line = proc.stdout.readline()
-                if line:
-                    return dict(json.loads(line))
-                proc.wait(_defaults.LOCAL_STOP_TIMEOUT)  # end of output: the worker is exiting
-            if proc.poll() is not None or not readable:
-                reason = (
-                    "exited"
-                    if proc.poll() is not None
-                    else f"did not start within {_defaults.LOCAL_START_TIMEOUT:.0f}s"
-                )
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise LocalClusterError(f"the local gomap worker {reason}; its log:\n{tail}")
+    def _start_keeper(self, binary: str, server: str) -> None:
+        assert self._procs is not None
+        cmd = [
+            binary,
+            "-redis-server", server, "-redis-dir", self._procs.directory, "-redis-only", "-lifeline",
+            "-namespace", self.namespace, "-shutdown-timeout", "5s", "-log-level", "warn",
+        ]  # fmt: skip
+        keeper, log = self._procs.spawn("redis", cmd, dict(os.environ))
+        self._procs.keeper = keeper
+        ready = _wait_ready(keeper, log)
+        self.url, self.redis_pid = ready["uri"], int(ready.get("redis_pid", 0))
+
+    def _start_worker(self, binary: str) -> None:
+        assert self._procs is not None
+        cmd = [
+            binary,
+            "-uri", self.url, "-lifeline", "-namespace", self.namespace,
+            "-concurrency", str(max(2, self.workers)), "-connections", str(max(4, 2 * self.workers)),
+            "-shutdown-timeout", "5s", "-log-level", "warn",
+        ]  # fmt: skip
+        proc, log = self._procs.spawn("worker", cmd, {**os.environ, "GOMAXPROCS": str(self.workers)})
+        try:
+            _wait_ready(proc, log)
+        except BaseException:
+            self._procs.stop_one(proc)
+            raise
+        self._procs.worker, self.pid, self.binary = proc, proc.pid, binary
+
+    def swap(self, binary: str) -> None:
+        """Run the worker ``binary`` instead of the current one, while Redis stays up.
+
+        The new worker process takes jobs before the old one stops; the old one stops as on
+        SIGTERM: running chunks finish (or go back to their queue after 5 s), nothing is lost.
+        """
+        with self._swap_lock:
+            if self._procs is None or not self.running:
+                raise LocalClusterError("the local cluster is not running")
+            old = self._procs.worker
+            self._start_worker(binary)
+            if old is not None:
+                self._procs.stop_one(old)
 
     def close(self) -> None:
         """Stop the workers (running chunks finish or go back) and Redis, and remove their files."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
@@ -11,6 +12,7 @@ from typing import Any
 from ._batch import Batch
 from ._client import Client
 from ._exceptions import ConfigError
+from ._functions import FunctionInfo, FunctionList
 from ._progress import make_bar
 
 
@@ -18,17 +20,26 @@ class Function:
     """A handle on a registered Go function: ``sampleadd = gomap.function("sampleadd")``.
 
     Pass it wherever a function name goes (``gomap(sampleadd, pairs)``), or call it once:
-    ``sampleadd(1, 2)`` runs on a worker and returns 3.
+    ``sampleadd(1, 2)`` runs on a worker and returns 3. A handle from ``gomap.compile``,
+    ``gomap.fn`` or ``gomap.functions()`` knows its Go signature: ``repr`` and ``help`` show it.
     """
 
-    def __init__(self, name: str, *, queue: str | None = None, client: Client | None = None) -> None:
+    def __init__(
+        self, name: str, *, queue: str | None = None, client: Client | None = None, info: FunctionInfo | None = None
+    ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError(f"a function is named by a non-empty string, not {name!r}")
         self.name = name
         self.queue = queue
         self.client = client
+        self.info = info
+        if info is not None and info.known:
+            self.__doc__ = info.signature + ("\n\n" + info.doc if info.doc else "")
+            self.__signature__ = _python_signature(info)
 
     def __repr__(self) -> str:
+        if self.info is not None and self.info.known:
+            return f"<gomap.Function {self.info.signature[len('func ') :]}>"
         return f"gomap.function({self.name!r})"
 
     def __call__(self, *args: Any, timeout: float | None = None) -> Any:
@@ -48,9 +59,51 @@ class Function:
         return submit(self, iterable, **options)
 
 
+def _python_signature(info: FunctionInfo) -> inspect.Signature:
+    """The call's Python signature: the Go parameters, positional, then ``timeout``."""
+    params = []
+    for i, p in enumerate(info.params):
+        name = p.name if p.name.isidentifier() and p.name != "timeout" else f"arg{i}"
+        kind = inspect.Parameter.VAR_POSITIONAL if info.variadic and i == len(info.params) - 1 else _POSITIONAL
+        params.append(inspect.Parameter(name, kind, annotation=p.type))
+    params.append(inspect.Parameter("timeout", inspect.Parameter.KEYWORD_ONLY, default=None))
+    return inspect.Signature(params, return_annotation=info.result or None)
+
+
+_POSITIONAL = inspect.Parameter.POSITIONAL_ONLY
+
+
 def function(name: str, *, queue: str | None = None, client: Client | None = None) -> Function:
     """A handle on the Go function registered as ``name`` (its queue defaults to its name)."""
     return Function(name, queue=queue, client=client)
+
+
+def functions(*, client: Client | None = None) -> FunctionList:
+    """The functions the live pool can run: name, Go signature, how many worker processes offer
+    each. In Jupyter it shows as a table."""
+    return (client or default_client()).functions()
+
+
+class FunctionNamespace:
+    """``gomap.fn``: the live pool's functions as attributes, so ``gomap.fn.<TAB>`` completes them
+    and ``gomap.fn.sampleadd(1, 2)`` calls one. ``gomap.fn["name"]`` works for any name."""
+
+    def __getattr__(self, name: str) -> Function:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> Function:
+        for info in functions():
+            if info.name == name:
+                return Function(name, info=info)
+        return Function(name)
+
+    def __dir__(self) -> list[str]:
+        return [n for n in functions().names() if n.isidentifier()]
+
+    def __repr__(self) -> str:
+        return "gomap.fn: the live pool's functions as attributes (gomap.functions() lists them)"
 
 
 _default: dict[str, Client] = {}

@@ -87,10 +87,12 @@ class RedisServer:
 class Worker:
     """A gomap-worker process (the real binary) with fast heartbeats."""
 
-    def __init__(self, url: str, *args: str, host: str = "pytest", namespace: str = "goworker:") -> None:
+    def __init__(
+        self, url: str, *args: str, host: str = "pytest", namespace: str = "goworker:", binary: str | None = None
+    ) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="gomap-worker-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [
-            worker_binary(), "-uri", url, "-hostname", host, "-namespace", namespace, "-lifeline",
+            binary or worker_binary(), "-uri", url, "-hostname", host, "-namespace", namespace, "-lifeline",
             "-heartbeat", "200ms", "-dead-after", "1s", "-shutdown-timeout", "2s", "-log-level", "debug",
             "-concurrency", "4", "-connections", "8", *args,
         ]  # fmt: skip

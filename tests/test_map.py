@@ -137,13 +137,6 @@ def test_panics_come_back_with_their_go_stack(client):
     assert "samples.Panic" in info.value.stack and "samples.go:" in info.value.stack
 
 
-def test_unknown_function_says_what_the_worker_has(client):
-    with pytest.raises(TaskError) as info:
-        gomap.map("nosuchfunction", [1], queue="sampleadd", client=client, progress=False)
-    assert info.value.kind == "unknown_function"
-    assert "sampleadd" in info.value.error and "countprimes" in info.value.error
-
-
 def test_no_workers_error_says_how_to_start_one(client, monkeypatch, redis_server: RedisServer):
     monkeypatch.setattr(gomap._defaults, "NO_WORKERS_AFTER", 0.3)
     with pytest.raises(gomap.NoWorkersError) as info:

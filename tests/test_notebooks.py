@@ -41,3 +41,13 @@ def test_pandas_notebook(tmp_path, monkeypatch):
     outputs = run_notebook("pandas.ipynb", tmp_path, monkeypatch)
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot
     assert any("faster" in o.get("text", "") for o in outputs)
+
+
+def test_your_own_function_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMAP_NOTEBOOK_ROWS", "20000")  # the notebook's own default is a million rows
+    outputs = run_notebook("your-own-function.ipynb", tmp_path, monkeypatch)
+    text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in outputs)
+    assert "<gomap.Function Haversine(lat1, lon1, lat2, lon2 float64) float64>" in text  # the cell's handle
+    assert "20,000 rows: gomap" in text and "faster, equal results" in text
+    tables = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert any("Haversine" in t and "sampleadd" in t for t in tables)  # gomap.functions() as a table

@@ -57,11 +57,14 @@ func plural(n int) string {
 	return "s"
 }
 
+// decodeJSON decodes one argument as encoding/json does. Only UseNumber needs
+// a Decoder; Unmarshal does the same without allocating one per argument.
 func decodeJSON(raw []byte, v any, useNumber bool) error {
-	d := stdjson.NewDecoder(bytes.NewReader(raw))
-	if useNumber {
-		d.UseNumber()
+	if !useNumber {
+		return stdjson.Unmarshal(raw, v)
 	}
+	d := stdjson.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
 	return d.Decode(v)
 }
 

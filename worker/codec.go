@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
 
+	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gomap/gomap/worker/internal/protocol"
 )
@@ -27,8 +29,8 @@ func (e *ResultError) Unwrap() error { return e.Err }
 
 func isNull(raw []byte) bool { return string(raw) == "null" }
 
-func nullError[T any]() error {
-	return fmt.Errorf("null is not a valid %v (None and NaN travel as null; use a pointer type to accept it)", reflect.TypeFor[T]())
+func nullError(typ reflect.Type) error {
+	return fmt.Errorf("null is not a valid %v (None and NaN travel as null; use a pointer type to accept it)", typ)
 }
 
 func decoderFor[T any]() decodeFunc[T] {
@@ -59,23 +61,93 @@ func decoderFor[T any]() decodeFunc[T] {
 	case *float32:
 		return floatDecoder[T, float32](32)
 	case *string:
-		return stringDecoder[T]
+		return stringDecoder[T]()
 	case *bool:
-		return boolDecoder[T]
+		return boolDecoder[T]()
 	case *stdjson.Number:
 		return numberDecoder[T]
 	}
 	return jsonDecoder[T]()
 }
 
-func intDecoder[T any, I ~int | ~int8 | ~int16 | ~int32 | ~int64](bits int) decodeFunc[T] {
-	return func(raw []byte, dst *T, _ bool) error {
+// The parse functions below are the typed decoders' cores, shared with
+// Reflect's per-kind decoders so both accept the same JSON and say the same
+// things about what they reject. typ names the parameter's type in errors.
+
+func parseInt(raw []byte, bits int, typ reflect.Type) (int64, error) {
+	if isNull(raw) {
+		return 0, nullError(typ)
+	}
+	v, err := strconv.ParseInt(string(raw), 10, bits)
+	if err != nil {
+		return 0, numberError(typ, raw, err)
+	}
+	return v, nil
+}
+
+func parseUint(raw []byte, bits int, typ reflect.Type) (uint64, error) {
+	if isNull(raw) {
+		return 0, nullError(typ)
+	}
+	v, err := strconv.ParseUint(string(raw), 10, bits)
+	if err != nil {
+		return 0, numberError(typ, raw, err)
+	}
+	return v, nil
+}
+
+func parseFloat(raw []byte, bits int, typ reflect.Type) (float64, error) {
+	if isNull(raw) {
+		return 0, nullError(typ)
+	}
+	if !isNumber(raw) {
+		return 0, fmt.Errorf("want %v, got %s", typ, clip(raw))
+	}
+	v, err := strconv.ParseFloat(string(raw), bits)
+	if err != nil {
+		return 0, numberError(typ, raw, err)
+	}
+	return v, nil
+}
+
+// parseString returns the string a JSON string holds; one without escapes
+// costs a single allocation, the string itself.
+func parseString(raw []byte, typ reflect.Type) (string, error) {
+	if len(raw) < 2 || raw[0] != '"' {
 		if isNull(raw) {
-			return nullError[T]()
+			return "", nullError(typ)
 		}
-		v, err := strconv.ParseInt(string(raw), 10, bits)
+		return "", fmt.Errorf("want a string, got %s", clip(raw))
+	}
+	body := raw[1 : len(raw)-1]
+	if bytes.IndexByte(body, '\\') >= 0 {
+		u, err := jsontext.AppendUnquote(nil, raw)
 		if err != nil {
-			return numberError[T](raw, err)
+			return "", err
+		}
+		body = u
+	}
+	return string(body), nil
+}
+
+func parseBool(raw []byte, typ reflect.Type) (bool, error) {
+	switch string(raw) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "null":
+		return false, nullError(typ)
+	}
+	return false, fmt.Errorf("want a bool, got %s", clip(raw))
+}
+
+func intDecoder[T any, I ~int | ~int8 | ~int16 | ~int32 | ~int64](bits int) decodeFunc[T] {
+	typ := reflect.TypeFor[T]()
+	return func(raw []byte, dst *T, _ bool) error {
+		v, err := parseInt(raw, bits, typ)
+		if err != nil {
+			return err
 		}
 		*any(dst).(*I) = I(v)
 		return nil
@@ -83,13 +155,11 @@ func intDecoder[T any, I ~int | ~int8 | ~int16 | ~int32 | ~int64](bits int) deco
 }
 
 func uintDecoder[T any, U ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](bits int) decodeFunc[T] {
+	typ := reflect.TypeFor[T]()
 	return func(raw []byte, dst *T, _ bool) error {
-		if isNull(raw) {
-			return nullError[T]()
-		}
-		v, err := strconv.ParseUint(string(raw), 10, bits)
+		v, err := parseUint(raw, bits, typ)
 		if err != nil {
-			return numberError[T](raw, err)
+			return err
 		}
 		*any(dst).(*U) = U(v)
 		return nil
@@ -97,61 +167,44 @@ func uintDecoder[T any, U ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](bits int
 }
 
 func floatDecoder[T any, F ~float32 | ~float64](bits int) decodeFunc[T] {
+	typ := reflect.TypeFor[T]()
 	return func(raw []byte, dst *T, _ bool) error {
-		if isNull(raw) {
-			return nullError[T]()
-		}
-		if !isNumber(raw) {
-			return fmt.Errorf("want %v, got %s", reflect.TypeFor[T](), clip(raw))
-		}
-		v, err := strconv.ParseFloat(string(raw), bits)
+		v, err := parseFloat(raw, bits, typ)
 		if err != nil {
-			return numberError[T](raw, err)
+			return err
 		}
 		*any(dst).(*F) = F(v)
 		return nil
 	}
 }
 
-func stringDecoder[T any](raw []byte, dst *T, _ bool) error {
-	if len(raw) < 2 || raw[0] != '"' {
-		if isNull(raw) {
-			return nullError[T]()
+func stringDecoder[T any]() decodeFunc[T] {
+	typ := reflect.TypeFor[T]()
+	return func(raw []byte, dst *T, _ bool) error {
+		v, err := parseString(raw, typ)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("want a string, got %s", clip(raw))
+		*any(dst).(*string) = v
+		return nil
 	}
-	body := raw[1 : len(raw)-1]
-	for _, c := range body {
-		if c == '\\' {
-			u, err := jsontext.AppendUnquote(nil, raw)
-			if err != nil {
-				return err
-			}
-			body = u
-			break
-		}
-	}
-	*any(dst).(*string) = string(body)
-	return nil
 }
 
-func boolDecoder[T any](raw []byte, dst *T, _ bool) error {
-	switch string(raw) {
-	case "true":
-		*any(dst).(*bool) = true
-	case "false":
-		*any(dst).(*bool) = false
-	case "null":
-		return nullError[T]()
-	default:
-		return fmt.Errorf("want a bool, got %s", clip(raw))
+func boolDecoder[T any]() decodeFunc[T] {
+	typ := reflect.TypeFor[T]()
+	return func(raw []byte, dst *T, _ bool) error {
+		v, err := parseBool(raw, typ)
+		if err != nil {
+			return err
+		}
+		*any(dst).(*bool) = v
+		return nil
 	}
-	return nil
 }
 
 func numberDecoder[T any](raw []byte, dst *T, _ bool) error {
 	if isNull(raw) {
-		return nullError[T]()
+		return nullError(reflect.TypeFor[T]())
 	}
 	if !isNumber(raw) {
 		return fmt.Errorf("want a number, got %s", clip(raw))
@@ -161,28 +214,35 @@ func numberDecoder[T any](raw []byte, dst *T, _ bool) error {
 }
 
 func jsonDecoder[T any]() decodeFunc[T] {
-	nullable := false
-	switch reflect.TypeFor[T]().Kind() {
-	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
-		nullable = true
-	}
+	typ := reflect.TypeFor[T]()
+	nullable := nullableKind(typ.Kind())
 	return func(raw []byte, dst *T, useNumber bool) error {
 		if !nullable && isNull(raw) {
-			return nullError[T]()
+			return nullError(typ)
 		}
 		return decodeJSON(raw, dst, useNumber)
 	}
+}
+
+// nullableKind says whether encoding/json gives null a meaning (nil) for
+// values of kind k; for any other kind it would silently leave the zero value.
+func nullableKind(k reflect.Kind) bool {
+	switch k {
+	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
+		return true
+	}
+	return false
 }
 
 func isNumber(raw []byte) bool {
 	return len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'))
 }
 
-func numberError[T any](raw []byte, err error) error {
+func numberError(typ reflect.Type, raw []byte, err error) error {
 	if errors.Is(err, strconv.ErrRange) {
-		return fmt.Errorf("%s is out of range for %v", clip(raw), reflect.TypeFor[T]())
+		return fmt.Errorf("%s is out of range for %v", clip(raw), typ)
 	}
-	return fmt.Errorf("want %v, got %s", reflect.TypeFor[T](), clip(raw))
+	return fmt.Errorf("want %v, got %s", typ, clip(raw))
 }
 
 // clip shortens raw JSON for an error message.
@@ -226,8 +286,9 @@ func encoderFor[T any]() encodeFunc[T] {
 			return strconv.AppendBool(dst, *any(v).(*bool)), nil
 		}
 	}
+	opts := protocol.MarshalOptions() // protocol.Marshal's, built once rather than per call
 	return func(dst []byte, v *T) ([]byte, error) {
-		b, err := protocol.Marshal(v)
+		b, err := json.Marshal(v, opts)
 		return append(dst, b...), err
 	}
 }

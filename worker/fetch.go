@@ -256,11 +256,13 @@ func (w *Worker) collect(r waitResult) {
 
 // disarm wakes every armed wait and collects what they reserved meanwhile. A
 // wait whose BLMOVE has not reached Redis yet is not blocked there, so the
-// unblock is repeated until it reports back.
+// unblock is repeated until it reports back. Waits that have already ended
+// are collected first: when Redis is gone they all have (with an error), and
+// an unblock would only spend go-redis' dial retries, seconds, on nothing.
 func (w *Worker) disarm() {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
-	for w.anyArmed() {
+	for w.drainWaits(); w.anyArmed(); {
 		w.unblockArmed()
 		select {
 		case r := <-w.waitResults:

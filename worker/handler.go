@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 
 	"github.com/gomap/gomap/worker/internal/protocol"
@@ -43,10 +42,20 @@ func decodeArg[T any](dec decodeFunc[T], args Args, i int, dst *T) error {
 	return nil
 }
 
+// typed describes a function of Func0 … Func3: its parameters' types, its
+// result's, and the error every such function returns.
+func typed[R any](params ...reflect.Type) Signature {
+	sig := Signature{Params: make([]Param, len(params)), Result: typeName(reflect.TypeFor[R]()), Error: true}
+	for i, t := range params {
+		sig.Params[i].Type = typeName(t)
+	}
+	return sig
+}
+
 // Func0 registers a function of no arguments.
 func Func0[R any](fn func() (R, error)) Handler {
 	enc := encoderFor[R]()
-	return HandlerFunc(func(_ context.Context, args Args, dst []byte) ([]byte, error) {
+	return describe(typed[R](), func(_ context.Context, args Args, dst []byte) ([]byte, error) {
 		if args.Len() != 0 {
 			return dst, arityError(0, args.Len())
 		}
@@ -61,7 +70,8 @@ func Func0[R any](fn func() (R, error)) Handler {
 // Func1 registers a function of one argument, e.g. func(n int) (int, error).
 func Func1[A, R any](fn func(A) (R, error)) Handler {
 	da, enc := decoderFor[A](), encoderFor[R]()
-	return HandlerFunc(func(_ context.Context, args Args, dst []byte) ([]byte, error) {
+	sig := typed[R](reflect.TypeFor[A]())
+	return describe(sig, func(_ context.Context, args Args, dst []byte) ([]byte, error) {
 		if args.Len() != 1 {
 			return dst, arityError(1, args.Len())
 		}
@@ -80,7 +90,8 @@ func Func1[A, R any](fn func(A) (R, error)) Handler {
 // Func2 registers a function of two arguments, e.g. func(a, b int) (int, error).
 func Func2[A, B, R any](fn func(A, B) (R, error)) Handler {
 	da, db, enc := decoderFor[A](), decoderFor[B](), encoderFor[R]()
-	return HandlerFunc(func(_ context.Context, args Args, dst []byte) ([]byte, error) {
+	sig := typed[R](reflect.TypeFor[A](), reflect.TypeFor[B]())
+	return describe(sig, func(_ context.Context, args Args, dst []byte) ([]byte, error) {
 		if args.Len() != 2 {
 			return dst, arityError(2, args.Len())
 		}
@@ -103,7 +114,8 @@ func Func2[A, B, R any](fn func(A, B) (R, error)) Handler {
 // Func3 registers a function of three arguments.
 func Func3[A, B, C, R any](fn func(A, B, C) (R, error)) Handler {
 	da, db, dc, enc := decoderFor[A](), decoderFor[B](), decoderFor[C](), encoderFor[R]()
-	return HandlerFunc(func(_ context.Context, args Args, dst []byte) ([]byte, error) {
+	sig := typed[R](reflect.TypeFor[A](), reflect.TypeFor[B](), reflect.TypeFor[C]())
+	return describe(sig, func(_ context.Context, args Args, dst []byte) ([]byte, error) {
 		if args.Len() != 3 {
 			return dst, arityError(3, args.Len())
 		}
@@ -127,106 +139,13 @@ func Func3[A, B, C, R any](fn func(A, B, C) (R, error)) Handler {
 	})
 }
 
-// Reflect registers a function of any signature: an optional leading
-// context.Context, then the arguments (the last may be variadic), returning
-// nothing, error, a result, or a result and an error. It costs a reflective
-// call per item; Func0 … Func3 do not. It panics if fn is not such a function.
-func Reflect(fn any) Handler {
-	v := reflect.ValueOf(fn)
-	t := v.Type()
-	if t.Kind() != reflect.Func {
-		panic(fmt.Sprintf("worker.Reflect: %v is not a function", t))
-	}
-	withCtx := t.NumIn() > 0 && t.In(0) == reflect.TypeFor[context.Context]()
-	first := 0
-	if withCtx {
-		first = 1
-	}
-	hasResult, hasErr := resultShape(t)
-	return HandlerFunc(func(ctx context.Context, args Args, dst []byte) ([]byte, error) {
-		in, err := reflectArgs(t, first, args)
-		if err != nil {
-			return dst, err
-		}
-		if withCtx {
-			in[0] = reflect.ValueOf(ctx)
-		}
-		out := v.Call(in)
-		if hasErr {
-			if e := out[len(out)-1]; !e.IsNil() {
-				return dst, e.Interface().(error)
-			}
-		}
-		if !hasResult {
-			return append(dst, "null"...), nil
-		}
-		b, err := protocol.Marshal(out[0].Interface())
-		if err != nil {
-			return dst, &ResultError{Err: err}
-		}
-		return append(dst, b...), nil
-	})
-}
-
-func resultShape(t reflect.Type) (hasResult, hasErr bool) {
-	errorType := reflect.TypeFor[error]()
-	switch {
-	case t.NumOut() == 0:
-		return false, false
-	case t.NumOut() == 1 && t.Out(0) == errorType:
-		return false, true
-	case t.NumOut() == 1:
-		return true, false
-	case t.NumOut() == 2 && t.Out(1) == errorType:
-		return true, true
-	}
-	panic(fmt.Sprintf("worker.Reflect: %v must return (), error, R or (R, error)", t))
-}
-
-// reflectArgs decodes args into the parameters of t from parameter first on.
-func reflectArgs(t reflect.Type, first int, args Args) ([]reflect.Value, error) {
-	fixed := t.NumIn() - first
-	if t.IsVariadic() {
-		fixed--
-	}
-	if args.Len() < fixed || (!t.IsVariadic() && args.Len() != fixed) {
-		return nil, arityError(fixed, args.Len())
-	}
-	in := make([]reflect.Value, first+args.Len())
-	for i := range args.Len() {
-		pt := paramType(t, first+i)
-		p := reflect.New(pt)
-		if isNull(args.vals[i]) && !nullableKind(pt.Kind()) {
-			return nil, &ArgumentError{Index: i, Err: fmt.Errorf("null is not a valid %v (None and NaN travel as null; use a pointer type to accept it)", pt)}
-		}
-		if err := args.Decode(i, p.Interface()); err != nil {
-			return nil, err
-		}
-		in[first+i] = p.Elem()
-	}
-	return in, nil
-}
-
-func paramType(t reflect.Type, i int) reflect.Type {
-	if t.IsVariadic() && i >= t.NumIn()-1 {
-		return t.In(t.NumIn() - 1).Elem()
-	}
-	return t.In(i)
-}
-
-func nullableKind(k reflect.Kind) bool {
-	switch k {
-	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
-		return true
-	}
-	return false
-}
-
 // goworkerHandler runs a goworker job function: the queue name, then the
 // arguments decoded as encoding/json decodes into interface{} values. It
-// returns no result (null).
+// returns no result (null). The queue is no argument, so its signature is
+// any number of arguments of any type, and an error.
 func goworkerHandler(fn func(string, ...interface{}) error) Handler {
-	return HandlerFunc(func(ctx context.Context, args Args, dst []byte) ([]byte, error) {
+	sig := Signature{Params: []Param{{Type: typeName(reflect.TypeFor[any]())}}, Variadic: true, Error: true}
+	return describe(sig, func(ctx context.Context, args Args, dst []byte) ([]byte, error) {
 		vals := make([]interface{}, args.Len())
 		for i := range vals {
 			if err := args.Decode(i, &vals[i]); err != nil {

@@ -22,6 +22,7 @@ func (w *Worker) record() string {
 		PID:         w.pid,
 		Queues:      w.queues,
 		Functions:   w.reg.Names(),
+		Signatures:  w.reg.Signatures(),
 		Slots:       w.slots,
 		Concurrency: w.cfg.Concurrency,
 		Started:     w.started.UTC().Format(time.RFC3339),

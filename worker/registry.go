@@ -67,3 +67,18 @@ func (r *Registry) Names() []string {
 	slices.Sort(names)
 	return names
 }
+
+// Signatures returns the signature of every registered function that
+// describes one (see Described), by name. Workers advertise them in their
+// record, so clients can list what a pool runs and how to call it.
+func (r *Registry) Signatures() map[string]Signature {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	sigs := make(map[string]Signature, len(r.handlers))
+	for name, h := range r.handlers {
+		if sig, ok := SignatureOf(h); ok {
+			sigs[name] = sig
+		}
+	}
+	return sigs
+}

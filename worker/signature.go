@@ -1,6 +1,12 @@
 package worker
 
-import "github.com/gomap/gomap/worker/internal/protocol"
+import (
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/gomap/gomap/worker/internal/protocol"
+)
 
 // Signature describes a registered function to clients: the Go types (and
 // names, where known) of its parameters and of its result. Workers advertise
@@ -24,7 +30,24 @@ type describedHandler struct {
 	sig Signature
 }
 
-func (d describedHandler) Signature() Signature { return d.sig }
+func (d describedHandler) Signature() Signature { return cloneSignature(d.sig) }
+
+// cloneSignature copies sig's parameters, so a caller's edits of a returned
+// signature never reach the handler.
+func cloneSignature(sig Signature) Signature {
+	sig.Params = slices.Clone(sig.Params)
+	return sig
+}
+
+// describe is how this package's own handlers know their signature.
+func describe(sig Signature, fn HandlerFunc) Handler { return describedHandler{Handler: fn, sig: sig} }
+
+// typeName is t as Go source writes it: reflect's String, with the empty
+// interface spelled "any" as gofmt'd code and go/types spell it since Go 1.18
+// ("map[string]any", not "map[string]interface {}").
+func typeName(t reflect.Type) string {
+	return strings.ReplaceAll(t.String(), "interface {}", "any")
+}
 
 // Describe returns h with sig as its signature. Where sig leaves a field
 // empty (a parameter's Name or Type, the Result, the Doc, or Params

@@ -204,12 +204,17 @@ func (w *Worker) connect(ctx context.Context) error {
 }
 
 // blockingClient returns a client on the same server as rdb with a pool of n
-// connections: one per queue to block on, one to unblock them.
+// connections: one per queue to block on, one to unblock them. It does not
+// retry: the fetch loop does, and a BLMOVE retried after a lost reply would
+// reserve a second job while the first sat unseen in flight. It also lets a
+// worker whose Redis has gone shut down promptly, instead of spending
+// go-redis' retries, seconds each, on every wait and unblock.
 func blockingClient(rdb redis.UniversalClient, n int) (redis.UniversalClient, error) {
 	switch c := rdb.(type) {
 	case *redis.Client:
 		opt := *c.Options()
 		opt.PoolSize, opt.MaxActiveConns, opt.MinIdleConns, opt.MaxIdleConns = n, n, 0, 0
+		opt.MaxRetries = -1
 		return redis.NewClient(&opt), nil
 	case *redis.ClusterClient:
 		opt := *c.Options()

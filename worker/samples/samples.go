@@ -17,16 +17,35 @@ import (
 	"github.com/gomap/gomap/worker"
 )
 
-// Register adds every sample function to reg.
+// Register adds every sample function to reg, each described with its
+// parameters' names and a line of documentation, as clients show them.
 func Register(reg *worker.Registry) {
-	reg.Handle("sampleadd", worker.HandlerFunc(Add))
-	reg.Handle("countprimes", worker.Func1(CountPrimes))
-	reg.Handle("samplewords", worker.Func1(Words))
-	reg.Handle("sampleupper", worker.Func1(Upper))
-	reg.Handle("samplediv", worker.Func2(Div))
-	reg.Handle("samplesleep", worker.Reflect(Sleep))
-	reg.Handle("samplepanic", worker.Func1(Panic))
-	reg.Handle("sampleecho", worker.HandlerFunc(Echo))
+	reg.Handle("sampleadd", worker.Describe(worker.HandlerFunc(Add), worker.Signature{
+		Params: []worker.Param{{Name: "a", Type: "number"}, {Name: "b", Type: "number"}}, Result: "number", Error: true,
+		Doc: "a + b: integers stay integers (an int64 overflow is an error), otherwise floats.",
+	}))
+	reg.Handle("countprimes", worker.Describe(worker.Func1(CountPrimes), worker.Signature{
+		Params: []worker.Param{{Name: "n"}}, Doc: "How many primes are at most n, by trial division: a CPU-bound benchmark.",
+	}))
+	reg.Handle("samplewords", worker.Describe(worker.Func1(Words), worker.Signature{
+		Params: []worker.Param{{Name: "text"}}, Doc: "A record of the text's word and character counts and its upper-case form.",
+	}))
+	reg.Handle("sampleupper", worker.Describe(worker.Func1(Upper), worker.Signature{
+		Params: []worker.Param{{Name: "s"}}, Doc: "s in upper case.",
+	}))
+	reg.Handle("samplediv", worker.Describe(worker.Func2(Div), worker.Signature{
+		Params: []worker.Param{{Name: "a"}, {Name: "b"}}, Doc: "a / b rounded toward zero; an error when b is 0.",
+	}))
+	reg.Handle("samplesleep", worker.Describe(worker.Reflect(Sleep), worker.Signature{
+		Params: []worker.Param{{Name: "seconds"}}, Doc: "Waits, then returns seconds; stops early when the job is cancelled.",
+	}))
+	reg.Handle("samplepanic", worker.Describe(worker.Func1(Panic), worker.Signature{
+		Params: []worker.Param{{Name: "message"}}, Doc: "Panics with message: the panic becomes an error with a stack.",
+	}))
+	reg.Handle("sampleecho", worker.Describe(worker.HandlerFunc(Echo), worker.Signature{
+		Params: []worker.Param{{Name: "args", Type: "any"}}, Variadic: true, Result: "[]any",
+		Doc: "Its arguments as a JSON array, exactly as they arrived.",
+	}))
 }
 
 // Add is sampleadd(a, b) = a + b for two numbers. Integers stay integers

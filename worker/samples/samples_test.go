@@ -3,6 +3,7 @@ package samples_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/gomap/gomap/worker"
@@ -49,5 +50,33 @@ func TestSampleWords(t *testing.T) {
 	w, err := samples.Words("héllo  big\tworld")
 	if err != nil || w.Words != 3 || w.Chars != 16 || w.Upper != "HÉLLO  BIG\tWORLD" {
 		t.Errorf("samplewords = %+v, %v", w, err)
+	}
+}
+
+func TestEverySampleDescribesItself(t *testing.T) {
+	reg := worker.NewRegistry()
+	samples.Register(reg)
+	sigs := reg.Signatures()
+	for _, name := range reg.Names() {
+		sig, ok := sigs[name]
+		if !ok || sig.Doc == "" {
+			t.Errorf("%s: no signature or no doc: %+v", name, sig)
+			continue
+		}
+		for _, p := range sig.Params {
+			if p.Name == "" || p.Type == "" {
+				t.Errorf("%s: parameter without name or type: %+v", name, sig.Params)
+			}
+		}
+	}
+	for name, want := range map[string]string{
+		"sampleadd":   "{[{a number} {b number}] false number true a + b: integers stay integers (an int64 overflow is an error), otherwise floats.}",
+		"samplesleep": "{[{seconds float64}] false float64 true Waits, then returns seconds; stops early when the job is cancelled.}",
+		"sampleecho":  "{[{args any}] true []any false Its arguments as a JSON array, exactly as they arrived.}",
+		"samplewords": "{[{text string}] false samples.WordStats true A record of the text's word and character counts and its upper-case form.}",
+	} {
+		if got := fmt.Sprint(sigs[name]); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
 	}
 }

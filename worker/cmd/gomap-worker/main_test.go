@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// The tests here run the built binary: signals, kill -9 and the parent-death
+// signal need processes of their own. The command line itself is tested in
+// package workercmd.
+
 // build builds gomap-worker into the test's temporary directory (the go
 // build cache makes every build after the first quick).
 func build(t *testing.T) string {
@@ -33,47 +36,6 @@ func build(t *testing.T) string {
 		t.Fatalf("building gomap-worker: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func TestHelpExplainsEveryFlag(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := run([]string{"-help"}, func(string) string { return "" }, nil, io.Discard, &stderr); code != 0 {
-		t.Fatalf("-help exited %d", code)
-	}
-	help := stderr.String()
-	for _, want := range []string{
-		"-queues", "high=2,low=1", "one queue per registered function", "-interval", "-concurrency", "(default 25)",
-		"-connections", "(default 2)", "-uri", "$REDIS_PROVIDER", "$REDIS_URL", "redis://localhost:6379/", "unix://",
-		"rediss://", "-namespace", `(default "goworker:")`, "-exit-on-complete", "-use-number", "-tls-cert",
-		"-insecure-tls", "-heartbeat", "-dead-after", "-shutdown-timeout", "-redis-server", "-lifeline",
-		"sampleadd", "countprimes", "samplewords", "second signal exits at once",
-	} {
-		if !strings.Contains(help, want) {
-			t.Errorf("-help does not mention %q", want)
-		}
-	}
-}
-
-func TestBadCommandLinesExitWithAReason(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"-queues", "high=x"}, "the weight must be a whole number"},
-		{[]string{"-queues", "a,a"}, "listed twice"},
-		{[]string{"-queues", "a{b}"}, "braces are not allowed"},
-		{[]string{"-uri", "redis://x", "-redis-server", "/bin/false"}, "exclude each other"},
-		{[]string{"-uri", "http://localhost"}, "redis URI"},
-		{[]string{"-uri", "redis://localhost:6379", "-tls-cert", "ca.pem"}, "need a rediss:// URI"},
-		{[]string{"extra"}, "unexpected arguments"},
-		{[]string{"-concurrency", "0"}, "at least 1"},
-	} {
-		var stderr bytes.Buffer
-		code := run(tc.args, func(string) string { return "" }, nil, io.Discard, &stderr)
-		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
-			t.Errorf("%q: exit %d, stderr %q; want an error saying %q", tc.args, code, stderr.String(), tc.want)
-		}
-	}
 }
 
 // proc is a gomap-worker process started by a test.
@@ -292,6 +254,7 @@ func TestEmbeddedRedisLivesAndDiesWithTheWorker(t *testing.T) {
 			}
 			var ready struct {
 				Event, URI, ID string
+				RedisPID       int `json:"redis_pid"`
 			}
 			if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Event != "ready" || !strings.HasPrefix(ready.URI, "unix://") {
 				t.Fatalf("ready line %q: %v", line, err)
@@ -318,6 +281,9 @@ func TestEmbeddedRedisLivesAndDiesWithTheWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			redisPID := infoInt(t, info, "process_id")
+			if ready.RedisPID != redisPID {
+				t.Errorf("ready line says redis_pid %d, INFO says %d", ready.RedisPID, redisPID)
+			}
 			if how == "lifeline" {
 				if err := w.stdin.Close(); err != nil {
 					t.Fatal(err)
@@ -349,4 +315,93 @@ func infoInt(t *testing.T, info, field string) int {
 	}
 	t.Fatalf("no %s in INFO", field)
 	return 0
+}
+
+// readReady reads a process's ready line.
+func (p *proc) readReady() (ready struct {
+	Event, URI, ID string
+	RedisPID       int `json:"redis_pid"`
+}) {
+	p.t.Helper()
+	line, err := p.stdout.ReadString('\n')
+	if err != nil {
+		p.t.Fatalf("no ready line: %v", err)
+	}
+	if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Event != "ready" {
+		p.t.Fatalf("ready line %q: %v", line, err)
+	}
+	return ready
+}
+
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "emb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return dir
+}
+
+// The topology of Python's LocalCluster: a keeper (-redis-only) and a worker
+// process on its socket, each with a lifeline from the same parent. When the
+// parent dies both lifelines close at once; the worker must still put its
+// running job back and unregister (exit 0) before the keeper stops Redis.
+func TestKeeperOutlivesItsWorkersWhenTheParentGoes(t *testing.T) {
+	keeper := start(t, "-redis-server", redistest.Binary(t), "-redis-dir", shortDir(t), "-redis-only", "-lifeline",
+		"-shutdown-timeout", "2s", "-log-level", "debug")
+	kr := keeper.readReady()
+	if kr.ID != "" || kr.RedisPID <= 0 || !strings.HasPrefix(kr.URI, "unix://") {
+		t.Fatalf("keeper's ready line %+v: want a uri and a redis_pid, and no worker id", kr)
+	}
+	w := start(t, append(workerArgs(kr.URI, "lc", "-shutdown-timeout", "300ms"), "-lifeline")...)
+	wr := w.readReady()
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: strings.TrimPrefix(kr.URI, "unix://"), MaxRetries: -1})
+	t.Cleanup(func() {
+		if err := rdb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := context.Background()
+	job := `{"class":"samplesleep","args":[60]}`
+	if err := rdb.RPush(ctx, protocol.NewKeys("").Queue("samplesleep"), job).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the job runs", func() bool { return running(t, rdb, wr.ID) })
+
+	if err := errors.Join(keeper.stdin.Close(), w.stdin.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(10 * time.Second); code != 0 {
+		t.Fatalf("the worker exited %d: it could not put its job back and unregister", code)
+	}
+	if code := keeper.wait(10 * time.Second); code != 0 {
+		t.Errorf("the keeper exited %d, want 0", code)
+	}
+	redistest.Eventually(t, 10*time.Second, "the private redis-server is gone", func() bool {
+		return syscall.Kill(kr.RedisPID, 0) != nil
+	})
+}
+
+// A worker whose Redis is gone for good still exits soon after its lifeline
+// closes: nothing in the shutdown waits on Redis for long.
+func TestLifelineWorkerExitsWhenItsRedisIsGone(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	w := start(t, append(workerArgs(srv.URI, "g"), "-lifeline")...)
+	w.readReady()
+	if !registered(t, rdb, procID("g", w)) {
+		t.Fatal("the worker is not registered after its ready line")
+	}
+	srv.Kill()
+	if err := w.stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code := w.wait(15 * time.Second)
+	t.Logf("exited %d after %v", code, time.Since(start).Round(time.Millisecond))
 }

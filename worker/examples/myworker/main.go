@@ -1,20 +1,16 @@
 // Command myworker is a gomap worker with functions of its own besides the
-// samples, and goworker's command line.
+// samples, and the command line of every gomap worker (goworker's flags, and
+// what Python's LocalCluster passes; see package workercmd).
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/samples"
+	"github.com/gomap/gomap/worker/workercmd"
 )
 
 // Shout is a typed function: gomap.map("shout", [("hi", 2)]) returns ["HI!!"].
@@ -36,27 +32,7 @@ func main() {
 	samples.Register(reg)
 	reg.Handle("shout", worker.Func2(Shout))
 	reg.Register("Archive", Archive)
-
-	fs := flag.NewFlagSet("myworker", flag.ExitOnError)
-	flags := worker.BindFlags(fs)
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
-	}
-	cfg, err := flags.Config(os.Getenv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	w, err := worker.New(cfg, reg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := w.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	// goworker's flags and gomap's, signals, -help listing the functions:
+	// the same command line as gomap-worker's.
+	workercmd.Main(reg)
 }

@@ -20,7 +20,8 @@ import (
 type Redis struct {
 	URI  string // unix:///…/redis.sock
 	cmd  *exec.Cmd
-	exit chan error
+	done chan struct{} // closed once the server has exited
+	err  error         // how it exited; read only after done is closed
 }
 
 // StartRedis starts the redis-server binary at path with its socket, data and
@@ -39,8 +40,11 @@ func StartRedis(ctx context.Context, path, dir string) (*Redis, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	r := &Redis{URI: "unix://" + sock, cmd: cmd, exit: make(chan error, 1)}
-	go func() { r.exit <- cmd.Wait() }()
+	r := &Redis{URI: "unix://" + sock, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		r.err = cmd.Wait()
+		close(r.done)
+	}()
 	if err := r.waitReady(ctx, sock); err != nil {
 		return nil, errors.Join(err, r.Stop())
 	}
@@ -64,13 +68,28 @@ func (r *Redis) ping(ctx context.Context, c *redis.Client, sock string) error {
 			return nil
 		}
 		select {
-		case werr := <-r.exit:
-			r.exit <- werr
-			return fmt.Errorf("redis-server exited at start (%v); see %s", werr, filepath.Join(filepath.Dir(sock), "redis.log"))
+		case <-r.done:
+			return fmt.Errorf("redis-server exited at start (%v); see %s", r.err, filepath.Join(filepath.Dir(sock), "redis.log"))
 		case <-ctx.Done():
 			return fmt.Errorf("redis-server did not answer on %s: %w", sock, err)
 		case <-tick.C:
 		}
+	}
+}
+
+// PID is the server's process id.
+func (r *Redis) PID() int { return r.cmd.Process.Pid }
+
+// Exited is closed once the server has exited, on Stop or on its own.
+func (r *Redis) Exited() <-chan struct{} { return r.done }
+
+// Err says how the server exited; it is nil until Exited is closed.
+func (r *Redis) Err() error {
+	select {
+	case <-r.done:
+		return r.err
+	default:
+		return nil
 	}
 }
 
@@ -79,14 +98,16 @@ func (r *Redis) Stop() error {
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
 	select {
-	case <-r.exit:
+	case <-r.done:
 		return nil
-	case <-time.After(5 * time.Second):
+	case <-t.C:
 	}
 	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
-	<-r.exit
+	<-r.done
 	return nil
 }

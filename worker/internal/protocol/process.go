@@ -18,13 +18,14 @@ type Process struct {
 
 // Signature describes a registered function to clients, as its worker
 // advertises it in the "signatures" field of its record: the Go types (and,
-// where the source gave them, names) of its parameters and its result.
+// where the source gave them, names) of its parameters and its result. The
+// bools are omitzero: the JSON v2 encoder's omitempty would keep false.
 type Signature struct {
-	Params   []Param `json:"params"`             // the arguments of one call, in order
-	Variadic bool    `json:"variadic,omitempty"` // the last parameter takes any number of arguments
-	Result   string  `json:"result,omitempty"`   // the result's Go type; "" when it returns only an error or nothing
-	Error    bool    `json:"error,omitempty"`    // it also returns an error
-	Doc      string  `json:"doc,omitempty"`      // its doc comment
+	Params   []Param `json:"params"`            // the arguments of one call, in order
+	Variadic bool    `json:"variadic,omitzero"` // the last parameter takes any number of arguments
+	Result   string  `json:"result,omitempty"`  // the result's Go type; "" when it returns only an error or nothing
+	Error    bool    `json:"error,omitzero"`    // it also returns an error
+	Doc      string  `json:"doc,omitempty"`     // its doc comment
 }
 
 // Param is one parameter of a Signature.
