@@ -57,11 +57,16 @@ def _line_directive(name: str) -> str:
     return f"//line {name}:1:1\n"
 
 
-def snippet_unit(source: str, label: str) -> Unit:
-    """A unit of Go source text: top-level declarations, with or without a package clause."""
+def snippet_unit(source: str, label: str, *, header: str | None = None) -> Unit:
+    """A unit of Go source text: top-level declarations, with or without a package clause.
+
+    ``header`` is a line the user sees above the source (a notebook cell's ``%%gomap``), so
+    messages count lines as the user does."""
     prefix = "" if _PACKAGE_CLAUSE.search(_strip_comments(source)) else "package main\n"
-    text = prefix + _line_directive(label) + source
-    return Unit(label=label, files=(("source.go", text),), originals=((label, source),))
+    first = 1 if header is None else 2
+    text = prefix + f"//line {label}:{first}:1\n" + source
+    shown = source if header is None else header + "\n" + source
+    return Unit(label=label, files=(("source.go", text),), originals=((label, shown),))
 
 
 def _strip_comments(source: str) -> str:
@@ -397,9 +402,13 @@ def compile(source: str | os.PathLike[str], *, name: str | None = None) -> Compi
     error raises CompileError, its messages shown at the lines of your source (``name`` labels a
     snippet in them; a notebook cell is ``cell``).
     """
+    return compile_unit(as_unit(source, name))
+
+
+def compile_unit(unit: Unit) -> Compiled:
+    """``gomap.compile`` of a unit: build, make the session's clusters run it, return handles."""
     from ._map import Function
 
-    unit = as_unit(source, name)
     builder = Builder()
     names = {f["name"] for f in builder.prepare_unit(unit)}
     plan = SESSION.plan(unit, names)

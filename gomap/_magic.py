@@ -21,9 +21,9 @@ def gomap_cell(line: str, cell: str) -> None:
     """%%gomap: compile the cell's Go functions into the workers and bind their handles."""
     from IPython import get_ipython
 
-    from ._compile import compile as gomap_compile
+    from ._compile import compile_unit, snippet_unit
 
-    compiled = gomap_compile(cell, name="cell")
+    compiled = compile_unit(snippet_unit(cell, "cell", header=f"%%gomap {line}".rstrip()))
     shell = get_ipython()
     if shell is not None:
         shell.user_ns.update(compiled)

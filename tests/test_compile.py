@@ -231,3 +231,34 @@ def test_from_gomap_import_gomap_is_the_whole_package():
     assert g is sys.modules["gomap"]
     assert all(getattr(g, name) is getattr(gomap, name) for name in gomap.__all__)
     assert g.TaskError is gomap.TaskError and callable(g)
+
+
+MAGIC = r"""
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+shell.run_cell("%load_ext gomap").raise_error()
+shell.run_cell("%%gomap\nfunc Bump(x int) int { return x + 1 }\n").raise_error()
+shell.run_cell("print(Bump(1))").raise_error()
+shell.run_cell("%%gomap\n// edited\nfunc Bump(x int) int { return x + 2 }\n").raise_error()
+shell.run_cell("print(Bump(1))").raise_error()
+bad = shell.run_cell("%%gomap\nfunc Bump(x int) int {\n\treturn y\n}\n").error_in_exec
+print(type(bad).__name__, bad.messages[0].file, bad.messages[0].line)
+"""
+
+
+def test_the_cell_magic_binds_and_rebinds_an_edited_cell():
+    pytest.importorskip("IPython")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMAP_REDIS_URL", "REDIS_URL", "REDIS_PROVIDER")}
+    out = subprocess.run(
+        [sys.executable, "-c", MAGIC], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["compiled func Bump(x int) int", "2"] and lines[3] == "3"
+    # IPython shows the compiler's message at the cell's own line (the %%gomap line is line 1), no traceback.
+    shown = "\n".join(lines[4:])
+    assert shown.startswith("CompileError: Go could not compile the source:\ncell, line 3, column 9: undefined: y")
+    assert "\n     3 |     return y\n       |            ^\n" in shown  # the caret under the y
+    assert "Traceback" not in out.stdout + out.stderr
+    assert lines[-1] == "CompileError cell 3"
