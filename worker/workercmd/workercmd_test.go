@@ -74,21 +74,6 @@ func TestBadCommandLinesExitWithAReason(t *testing.T) {
 	}
 }
 
-// shortDir is a temporary directory short enough to hold a unix socket.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "wc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Error(err)
-		}
-	})
-	return dir
-}
-
 type readyLine struct {
 	Event    string
 	URI      string
@@ -110,7 +95,7 @@ func unixClient(t *testing.T, uri string) *redis.Client {
 func TestKeeperHoldsRedisUntilTheWorkersUnregister(t *testing.T) {
 	stdin, lifeline := io.Pipe()
 	stdout, logs := &workertest.LockedBuffer{}, &workertest.LockedBuffer{}
-	args := []string{"-redis-server", redistest.Binary(t), "-redis-dir", shortDir(t), "-redis-only", "-lifeline",
+	args := []string{"-redis-server", redistest.Binary(t), "-redis-dir", workertest.SocketDir(t), "-redis-only", "-lifeline",
 		"-shutdown-timeout", "1s", "-log-level", "debug"}
 	code := make(chan int, 1)
 	go func() {

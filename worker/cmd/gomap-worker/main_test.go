@@ -238,15 +238,7 @@ func TestEmbeddedRedisLivesAndDiesWithTheWorker(t *testing.T) {
 	}
 	for _, how := range []string{"lifeline", "kill"} {
 		t.Run(how, func(t *testing.T) {
-			dir, err := os.MkdirTemp("", "emb")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := os.RemoveAll(dir); err != nil {
-					t.Error(err)
-				}
-			})
+			dir := workertest.SocketDir(t)
 			w := start(t, "-redis-server", redisServer, "-redis-dir", dir, "-lifeline", "-concurrency", "2")
 			line, err := w.stdout.ReadString('\n')
 			if err != nil {
@@ -333,26 +325,12 @@ func (p *proc) readReady() (ready struct {
 	return ready
 }
 
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "emb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Error(err)
-		}
-	})
-	return dir
-}
-
 // The topology of Python's LocalCluster: a keeper (-redis-only) and a worker
 // process on its socket, each with a lifeline from the same parent. When the
 // parent dies both lifelines close at once; the worker must still put its
 // running job back and unregister (exit 0) before the keeper stops Redis.
 func TestKeeperOutlivesItsWorkersWhenTheParentGoes(t *testing.T) {
-	keeper := start(t, "-redis-server", redistest.Binary(t), "-redis-dir", shortDir(t), "-redis-only", "-lifeline",
+	keeper := start(t, "-redis-server", redistest.Binary(t), "-redis-dir", workertest.SocketDir(t), "-redis-only", "-lifeline",
 		"-shutdown-timeout", "2s", "-log-level", "debug")
 	kr := keeper.readReady()
 	if kr.ID != "" || kr.RedisPID <= 0 || !strings.HasPrefix(kr.URI, "unix://") {

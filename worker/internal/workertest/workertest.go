@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -77,4 +78,20 @@ func Run(t testing.TB, cfg worker.Config, reg *worker.Registry) (w *worker.Worke
 	}
 	t.Cleanup(stop)
 	return w, stop
+}
+
+// SocketDir is a new temporary directory, removed when the test ends, whose
+// path is short enough to hold a unix socket (t.TempDir's may not be).
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "gomap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return dir
 }
