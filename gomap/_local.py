@@ -132,6 +132,7 @@ class LocalCluster:
         self.url = ""
         self.pid = 0  # the worker process
         self.redis_pid = 0
+        self.keeper_pid = 0  # the process that runs redis-server
         self.binary = ""  # the worker binary it runs
         self._redis_server = redis_server
         self._worker_binary = worker_binary
@@ -181,7 +182,7 @@ class LocalCluster:
             "-namespace", self.namespace, "-shutdown-timeout", "5s", "-log-level", "warn",
         ]  # fmt: skip
         keeper, log = self._procs.spawn("redis", cmd, dict(os.environ))
-        self._procs.keeper = keeper
+        self._procs.keeper, self.keeper_pid = keeper, keeper.pid
         ready = _wait_ready(keeper, log)
         self.url, self.redis_pid = ready["uri"], int(ready.get("redis_pid", 0))
 

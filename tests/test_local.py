@@ -39,7 +39,7 @@ CHILD = """
 import sys, redis, gomap
 cluster = gomap.LocalCluster(workers=2, quiet=True).start()
 r = redis.Redis.from_url(cluster.url)
-print(cluster.pid, r.info("server")["process_id"], flush=True)
+print(cluster.pid, r.info("server")["process_id"], cluster.keeper_pid, flush=True)
 sys.stdin.read()
 """
 
@@ -50,11 +50,11 @@ def test_no_orphans_when_python_is_killed():
     )
     try:
         assert child.stdout is not None
-        worker_pid, redis_pid = map(int, child.stdout.readline().split())
-        assert pid_alive(worker_pid) and pid_alive(redis_pid)
+        pids = [int(p) for p in child.stdout.readline().split()]  # worker, redis-server, keeper
+        assert len(set(pids)) == 3 and all(pid_alive(p) for p in pids)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-        wait_until(lambda: not pid_alive(worker_pid) and not pid_alive(redis_pid), what="worker and redis exit")
+        wait_until(lambda: not any(pid_alive(p) for p in pids), what="worker, keeper and redis exit")
     finally:
         stop_process(child, signal.SIGKILL)
 
