@@ -11,6 +11,7 @@ the same source again does not call the Go toolchain.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ class Unit:
     files: tuple[tuple[str, str], ...]  # (file name, text with its //line directive)
     originals: tuple[tuple[str, str], ...]  # (the name //line gives, the user's text), for messages
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         h = hashlib.sha256()
         for name, text in self.files:
@@ -114,6 +115,7 @@ class Builder:
         self.src = src
         self.src_hash = _binary.source_hash(src)
         self.cache = _binary.cache_dir(self.environ)
+        self.tree_dir = self.cache / f"tree-{self.src_hash}"
 
     def go_identity(self) -> str:
         """The Go toolchain's version, read from its GOROOT without running it (so a cache hit calls
@@ -128,10 +130,10 @@ class Builder:
 
     def tree(self) -> Path:
         """A copy of the worker module (with its vendored dependencies) to build units in."""
-        tree = self.cache / f"tree-{self.src_hash}"
+        tree = self.tree_dir
         if (tree / "go.mod").is_file():
             return tree
-        with _binary.locked(self.cache / f"tree-{self.src_hash}.lock"):
+        with _binary.locked(tree.with_name(tree.name + ".lock")):
             if (tree / "go.mod").is_file():
                 return tree
             tmp = tree.with_name(f"{tree.name}.{os.getpid()}.tmp")
@@ -142,8 +144,14 @@ class Builder:
 
     def _not_build_inputs(self, directory: str, names: list[str]) -> set[str]:
         here = Path(directory)
-        return {n for n in names if not (here / n).is_dir() and not _binary.is_build_input(here / n, self.src)} | {
-            n for n in names if n in ("testdata", "gomapuser", "bin") and (here / n).is_dir()
+        return {
+            n
+            for n in names
+            if (
+                n in ("testdata", "gomapuser", "bin")
+                if (here / n).is_dir()
+                else not _binary.is_build_input(here / n, self.src)
+            )
         }
 
     def generator(self) -> Path:
@@ -151,7 +159,7 @@ class Builder:
 
     def unit_functions(self, unit: Unit) -> list[dict[str, Any]] | None:
         """The functions of a unit built before (no toolchain needed), else None."""
-        path = self.cache / f"tree-{self.src_hash}" / "gomapuser" / unit.key / "gomap.json"
+        path = self.tree_dir / "gomapuser" / unit.key / "gomap.json"
         try:
             return list(json.loads(path.read_text())["functions"])
         except (OSError, ValueError, KeyError):
@@ -165,8 +173,9 @@ class Builder:
         tree = self.tree()
         final = tree / "gomapuser" / unit.key
         with _binary.locked(final.with_name(unit.key + ".lock")):
-            if (final / "gomap.json").is_file():
-                return list(json.loads((final / "gomap.json").read_text())["functions"])
+            known = self.unit_functions(unit)  # another process prepared it while we waited
+            if known is not None:
+                return known
             tmp = final.with_name(f"{unit.key}.{os.getpid()}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)

@@ -211,6 +211,8 @@ class LocalCluster:
         with self._swap_lock:
             if self._procs is None or not self.running:
                 raise LocalClusterError("the local cluster is not running")
+            if binary == self.binary:
+                return  # already running it: a recompile of unchanged source restarts nothing
             old = self._procs.worker
             self._start_worker(binary)
             if old is not None:

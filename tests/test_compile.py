@@ -109,6 +109,8 @@ def test_an_edited_source_replaces_its_previous_version(cluster):
     gomap.compile("func Scale(x int) int { return 2 * x }\n")
     gomap.compile("func Shift(x int) int { return x + 100 }\n")
     first_pid, redis_pid = local.pid, local.redis_pid
+    gomap.compile("func Shift(x int) int { return x + 100 }\n")  # run again unchanged: nothing restarts
+    assert local.pid == first_pid
     gomap.compile("func Scale(x int) int { return 3 * x }\n")  # the edited cell
     assert gomap.map("Scale", [1, 2], client=client, progress=False) == [3, 6]
     assert gomap.map("Shift", [1], client=client, progress=False) == [101]  # the other unit stays
