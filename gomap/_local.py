@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import _compile, _defaults
 from ._binary import redis_server, worker_binary
 from ._exceptions import LocalClusterError
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    """Read the process's ready line (JSON on its standard output), within LOCAL_START_TIMEOUT."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + _defaults.LOCAL_START_TIMEOUT
-    while True:
-        remaining = deadline - time.monotonic()
-        readable, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
-        if readable:
-            line = proc.stdout.readline()
-            if line:
-                return dict(json.loads(line))
-            proc.wait(_defaults.LOCAL_STOP_TIMEOUT)  # end of output: the process is exiting
-        if proc.poll() is not None or not readable:
-            reason = (
-                "exited" if proc.poll() is not None else f"did not start within {_defaults.LOCAL_START_TIMEOUT:.0f}s"
-            )
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise LocalClusterError(f"the local gomap worker {reason}; its log:\n{tail}")
+from ._procs import WorkerProcess
 
 
 class _Processes:
@@ -47,54 +23,28 @@ class _Processes:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        self.keeper: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-        self._logs: dict[int, IO[bytes]] = {}
+        self.keeper: WorkerProcess | None = None
+        self.worker: WorkerProcess | None = None
         self._count = 0
 
-    def spawn(self, role: str, cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    def start(self, role: str, name: str, binary: str, args: list[str], env: dict[str, str]) -> WorkerProcess:
+        """Start binary with args and a lifeline; return it once it has written its ready line."""
         self._count += 1
-        path = Path(self.directory) / f"{role}-{self._count}.log"
-        log = open(path, "wb")  # noqa: SIM115 - closed by stop_one
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,  # Ctrl-C in a terminal goes to Python, which cancels its batch
-                env=env,
-            )
-        except BaseException:
-            log.close()
-            raise
-        self._logs[proc.pid] = log
-        return proc, path
-
-    def stop_one(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGTERM and close the lifeline: a worker finishes or requeues its jobs and unregisters,
-        the keeper waits for the workers to unregister, then stops Redis. Kill if it lingers."""
-        if proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                if proc.stdin is not None:
-                    proc.stdin.close()
-                proc.wait(_defaults.LOCAL_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-        log = self._logs.pop(proc.pid, None)
-        if log is not None:
-            log.close()
+        return WorkerProcess(
+            binary,
+            args,
+            log=Path(self.directory) / f"{role}-{self._count}.log",
+            env=env,
+            new_session=True,  # Ctrl-C in a terminal goes to Python, which cancels its batch
+            name=name,
+        )
 
     def stop(self) -> None:
-        """Stop the worker first (its jobs go back while Redis is up), then the keeper and Redis."""
+        """Stop the worker first (its jobs go back while Redis is up), then the keeper, which
+        waits for the workers to unregister and stops Redis. Each is killed if it lingers."""
         for proc in (self.worker, self.keeper):
             if proc is not None:
-                self.stop_one(proc)
+                proc.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -176,30 +126,23 @@ class LocalCluster:
 
     def _start_keeper(self, binary: str, server: str) -> None:
         assert self._procs is not None
-        cmd = [
-            binary,
-            "-redis-server", server, "-redis-dir", self._procs.directory, "-redis-only", "-lifeline",
+        args = [
+            "-redis-server", server, "-redis-dir", self._procs.directory, "-redis-only",
             "-namespace", self.namespace, "-shutdown-timeout", "5s", "-log-level", "warn",
         ]  # fmt: skip
-        keeper, log = self._procs.spawn("redis", cmd, dict(os.environ))
-        self._procs.keeper, self.keeper_pid = keeper, keeper.pid
-        ready = _wait_ready(keeper, log)
-        self.url, self.redis_pid = ready["uri"], int(ready.get("redis_pid", 0))
+        name = "the local redis-server (run by gomap-worker -redis-only)"
+        keeper = self._procs.keeper = self._procs.start("keeper", name, binary, args, dict(os.environ))
+        self.keeper_pid, self.url, self.redis_pid = keeper.pid, keeper.url, keeper.redis_pid
 
     def _start_worker(self, binary: str) -> None:
         assert self._procs is not None
-        cmd = [
-            binary,
-            "-uri", self.url, "-lifeline", "-namespace", self.namespace,
+        args = [
+            "-uri", self.url, "-namespace", self.namespace,
             "-concurrency", str(max(2, self.workers)), "-connections", str(max(4, 2 * self.workers)),
             "-shutdown-timeout", "5s", "-log-level", "warn",
         ]  # fmt: skip
-        proc, log = self._procs.spawn("worker", cmd, {**os.environ, "GOMAXPROCS": str(self.workers)})
-        try:
-            _wait_ready(proc, log)
-        except BaseException:
-            self._procs.stop_one(proc)
-            raise
+        env = {**os.environ, "GOMAXPROCS": str(self.workers)}
+        proc = self._procs.start("worker", "the local gomap worker", binary, args, env)
         self._procs.worker, self.pid, self.binary = proc, proc.pid, binary
 
     def swap(self, binary: str) -> None:
@@ -216,7 +159,7 @@ class LocalCluster:
             old = self._procs.worker
             self._start_worker(binary)
             if old is not None:
-                self._procs.stop_one(old)
+                old.stop()
 
     def close(self) -> None:
         """Stop the workers (running chunks finish or go back) and Redis, and remove their files."""

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-import os
-import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import redis
 
 import gomap
-from gomap import _binary
+from gomap import _binary, _procs
+from gomap._procs import pid_alive as pid_alive  # for the tests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,87 +29,49 @@ def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "t
         time.sleep(0.005)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return False
-
-
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Stop a process started by a test: sig, SIGKILL after timeout, reaped."""
+    _procs.stop_popen(proc, sig, timeout)
 
 
-class RedisServer:
-    """A redis-server on a unix socket in a temporary directory."""
+class RedisServer(_procs.RedisServer):
+    """A redis-server on a unix socket in a temporary directory (gomap._procs.RedisServer: pass
+    tcp, tls, password, args… for others), with a redis-py client of it, ``redis``."""
 
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+    def __init__(self, **kwargs: Any) -> None:
+        if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not on PATH (apt-get install redis-server; .ci/run does)")
-        self.dir = tempfile.mkdtemp(prefix="gomap-test-")
-        self.sock = os.path.join(self.dir, "redis.sock")
-        self.url = f"unix://{self.sock}"
-        self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--unixsocket", self.sock, "--unixsocketperm", "700", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
-        )  # fmt: skip
-        self.redis = redis.Redis(unix_socket_path=self.sock)
+        super().__init__(**kwargs)
+        self.redis = self.client()
 
-        def ping() -> bool:
-            try:
-                return bool(self.redis.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(ping, what="redis-server answers")
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.popen
 
     def stop(self) -> None:
         self.redis.close()
-        stop_process(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().stop()
 
 
-class Worker:
-    """A gomap-worker process (the real binary) with fast heartbeats."""
+class Worker(_procs.WorkerProcess):
+    """A gomap-worker process (the real binary) with fast heartbeats, ready when constructed."""
 
     def __init__(
         self, url: str, *args: str, host: str = "pytest", namespace: str = "goworker:", binary: str | None = None
     ) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="gomap-worker-", suffix=".log", delete=False)  # noqa: SIM115
-        cmd = [
-            binary or worker_binary(), "-uri", url, "-hostname", host, "-namespace", namespace, "-lifeline",
+        flags = [
+            "-uri", url, "-hostname", host, "-namespace", namespace,
             "-heartbeat", "200ms", "-dead-after", "1s", "-shutdown-timeout", "2s", "-log-level", "debug",
             "-concurrency", "4", "-connections", "8", *args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        assert self.proc.stdout is not None
-        readable, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if readable else b""
-        if not line:
-            stop_process(self.proc, signal.SIGKILL)
-            raise AssertionError(f"gomap-worker did not start: {Path(self.log.name).read_text()}")
-        self.id = json.loads(line)["id"]
-        self.pid = self.proc.pid
+        super().__init__(binary or worker_binary(), flags, name=f"gomap-worker {host}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        stop_process(self.proc, sig)
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.log.close()
-        os.unlink(self.log.name)
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.popen
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        return super().stop(sig, timeout)
 
 
 @functools.cache
@@ -143,6 +101,20 @@ def client(redis_server: RedisServer, worker: Worker) -> Iterator[gomap.Client]:
     left = [k.decode() for k in redis_server.redis.keys("goworker:gomap:{*")]
     c.close()
     assert not left, f"batch keys left behind: {left}"
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Worker]]:
+    """Worker(url, *args, …) for a test that starts several; each is stopped when the test ends."""
+    started: list[Worker] = []
+
+    def start(url: str, *args: str, **kwargs: Any) -> Worker:
+        started.append(Worker(url, *args, **kwargs))
+        return started[-1]
+
+    yield start
+    for w in started:
+        w.stop()
 
 
 @pytest.fixture
