@@ -49,8 +49,8 @@ func Register(reg *worker.Registry) {
 }
 
 // Add is sampleadd(a, b) = a + b for two numbers. Integers stay integers
-// (an overflow of int64 is an error, never a silent wrap); otherwise both
-// are added as floats. It reads the JSON numbers directly, allocation-free,
+// (an integer or a sum beyond int64 is an error, never a silent wrap or a
+// float); otherwise both are added as floats. It reads the JSON numbers directly, allocation-free,
 // because it is the benchmark of per-item overhead.
 func Add(_ context.Context, args worker.Args, dst []byte) ([]byte, error) {
 	if args.Len() != 2 {
@@ -67,6 +67,13 @@ func Add(_ context.Context, args worker.Args, dst []byte) ([]byte, error) {
 			}
 			return strconv.AppendInt(dst, s, 10), nil
 		}
+		// An integer beyond int64 is refused, not added as floats: that would lose digits.
+		i, raw := 0, a
+		if errA == nil {
+			i, raw = 1, b
+		}
+		return dst, &worker.ArgumentError{Index: i, Err: fmt.Errorf(
+			"the integer %s is beyond int64 (-9223372036854775808 to 9223372036854775807); pass a float to add as floats", raw)}
 	}
 	x, err := number(a, 0)
 	if err != nil {
