@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,9 +104,9 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 	c := p.Chunk
 	var values []byte
 	var errs []protocol.ItemError
-	if h, ok := w.reg.Lookup(p.Class); ok {
+	if e, ok := w.reg.lookup(p.Class); ok {
 		ctx = withJob(ctx, Job{Queue: queue, Class: p.Class, Batch: c.Batch})
-		values, errs = w.runItems(ctx, h, c.Items, c.Start)
+		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS))
 	} else {
 		values, errs = failAll(c, protocol.KindUnknown, w.unknownClass(p.Class, queue))
 	}
@@ -144,43 +143,82 @@ type itemsOut struct {
 	errs   []protocol.ItemError
 }
 
-// runItems runs h on every item, in parallel on all CPUs: goroutines take
-// grains of consecutive items off a shared counter, so uneven items balance,
-// and the grains are joined in order. It returns the JSON array of values
-// (null for a failed item) and the errors.
-func (w *Worker) runItems(ctx context.Context, h Handler, items [][]byte, start int64) ([]byte, []protocol.ItemError) {
-	n := len(items)
+// itemRun is one chunk's items being run. Runner goroutines take grains of
+// consecutive items off a shared counter, so uneven items balance; the
+// goroutine that called runItems watches them. When an item runs past its
+// limit, the watcher abandons its runner and starts a new one that carries
+// on with the rest of the grain. When the chunk's context ends (its batch was
+// cancelled), it abandons every running item and returns at once.
+type itemRun struct {
+	w     *Worker
+	ctx   context.Context
+	h     Handler
+	class string
+	c     *protocol.Chunk
+	lim   limit
+	limit error         // lim.err()
+	t0    time.Time     // tokens of limited calls are their deadlines, in ns since t0
+	base  limitBase     // of the items' contexts
+	tick  time.Duration // how often the watcher looks for items past their deadline
+	until int64         // ctx's own deadline, in ns since t0; 0 for none
+	grain int
+	outs  []itemsOut   // one per grain
+	next  atomic.Int64 // the next grain to take
+	live  atomic.Int64 // runners neither finished nor abandoned
+	done  chan struct{}
+
+	runners []*runner // the watcher's own
+}
+
+// runner runs items one at a time: the rest of its grain, then the next.
+type runner struct {
+	callState
+	token int64
+	ctx   *limitCtx // of the running call, when it has a limit
+	g     int       // its grain; -1 before the first
+	lo    int       // the grain's first item
+	i     int       // the next item to run
+	hi    int       // the grain's end
+	out   itemsOut
+	buf   [8][]byte
+}
+
+// runItems runs h on every item of c, in parallel on all CPUs, and returns
+// the JSON array of values (null for a failed item) and the errors.
+func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *protocol.Chunk, lim limit) ([]byte, []protocol.ItemError) {
+	n := len(c.Items)
+	if n == 0 {
+		return []byte("[]"), nil
+	}
 	procs := min(runtime.GOMAXPROCS(0), n)
-	grain := max(1, n/(max(procs, 1)*8))
-	outs := make([]itemsOut, (n+grain-1)/grain)
-	var next atomic.Int64
-	work := func() {
-		for {
-			g := int(next.Add(1) - 1)
-			if g >= len(outs) {
-				return
-			}
-			lo, hi := g*grain, min(n, (g+1)*grain)
-			outs[g] = w.runRange(ctx, h, items[lo:hi], start+int64(lo))
+	grain := max(1, n/(procs*8))
+	r := &itemRun{
+		w: w, ctx: ctx, h: h, class: class, c: c, lim: lim, t0: time.Now(), grain: grain,
+		outs: make([]itemsOut, (n+grain-1)/grain), done: make(chan struct{}),
+	}
+	if lim.d > 0 {
+		r.limit = lim.err()
+		r.base = limitBase{parent: ctx, t0: r.t0, cause: r.limit}
+		r.tick = min(max(lim.d/10, time.Millisecond), 100*time.Millisecond)
+		if d, ok := ctx.Deadline(); ok {
+			r.until = max(1, int64(d.Sub(r.t0)))
 		}
 	}
-	if procs <= 1 {
-		work()
-	} else {
-		var wg sync.WaitGroup
-		for range procs {
-			wg.Go(work)
-		}
-		wg.Wait()
+	r.live.Store(int64(procs))
+	for range procs {
+		r.start(&runner{g: -1})
+	}
+	if !r.wait() {
+		return failAll(c, protocol.KindError, "not run: "+context.Cause(ctx).Error())
 	}
 	size := 2
-	for _, o := range outs {
+	for _, o := range r.outs {
 		size += len(o.values) + 1
 	}
 	values := make([]byte, 0, size)
 	values = append(values, '[')
 	var errs []protocol.ItemError
-	for g, o := range outs {
+	for g, o := range r.outs {
 		if g > 0 {
 			values = append(values, ',')
 		}
@@ -190,30 +228,149 @@ func (w *Worker) runItems(ctx context.Context, h Handler, items [][]byte, start 
 	return append(values, ']'), errs
 }
 
-func (w *Worker) runRange(ctx context.Context, h Handler, items [][]byte, start int64) itemsOut {
-	o := itemsOut{values: make([]byte, 0, 8*len(items))}
-	var argBuf [8][]byte
-	for i, item := range items {
-		if i > 0 {
-			o.values = append(o.values, ',')
-		}
-		var ierr *protocol.ItemError
-		args, err := itemArgs(item, argBuf[:0], w.cfg.UseNumber)
-		switch {
-		case ctx.Err() != nil:
-			ierr = &protocol.ItemError{Kind: protocol.KindError, Error: "not run: " + context.Cause(ctx).Error()}
-		case err != nil:
-			ierr = &protocol.ItemError{Kind: protocol.KindArguments, Error: err.Error()}
-		default:
-			o.values, ierr = callItem(ctx, h, args, o.values)
-		}
-		if ierr != nil {
-			ierr.Index = start + int64(i)
-			o.errs = append(o.errs, *ierr)
-			o.values = append(o.values, "null"...)
+func (r *itemRun) start(rn *runner) {
+	r.runners = append(r.runners, rn)
+	go r.run(rn)
+}
+
+// wait watches the runners until they are done, and reports true; or until
+// the context ends, when it abandons the running items and reports false.
+func (r *itemRun) wait() bool {
+	var tick <-chan time.Time
+	if r.lim.d > 0 {
+		t := time.NewTicker(r.tick)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-r.done:
+			return true
+		case <-tick:
+			r.timeouts()
+		case <-r.ctx.Done():
+			select {
+			case <-r.done:
+				return true
+			default:
+			}
+			n := 0
+			for _, rn := range r.runners {
+				if tok := rn.state.Load(); tok > 0 && rn.abandon(tok) {
+					r.w.runaways.add(&rn.rec, r.what(rn.i), r.lim)
+					n++
+				}
+			}
+			if n > 0 {
+				r.w.log.Info("abandoned the running items of a cancelled chunk", "function", r.class, "batch", r.c.Batch,
+					"items", n, "cause", context.Cause(r.ctx))
+			}
+			return false
 		}
 	}
-	return o
+}
+
+// timeouts abandons the items past their deadline; a new runner goes on
+// with the rest of each one's grain.
+func (r *itemRun) timeouts() {
+	now := int64(time.Since(r.t0))
+	for k := 0; k < len(r.runners); k++ {
+		rn := r.runners[k]
+		tok := rn.state.Load()
+		if tok <= 0 || now < tok || !rn.abandon(tok) {
+			continue
+		}
+		// rn is stuck in its call, and its fields are ours now.
+		rn.ctx.expire()
+		index := r.c.Start + int64(rn.i)
+		r.w.runaways.add(&rn.rec, r.what(rn.i), r.lim)
+		r.w.log.Warn("item exceeded its time limit; abandoned it", "function", r.class, "batch", r.c.Batch, "index", index,
+			"limit", r.lim.d, "set_by", r.lim.source)
+		nr := &runner{g: rn.g, lo: rn.lo, i: rn.i + 1, hi: rn.hi}
+		// rn's call may still append to its buffer: copy what is done.
+		nr.out.values = append(make([]byte, 0, len(rn.out.values)+8*(rn.hi-rn.i)), rn.out.values...)
+		nr.out.values = append(nr.out.values, "null"...)
+		nr.out.errs = append(rn.out.errs, protocol.ItemError{Index: index, Kind: protocol.KindTimeout, Error: r.limit.Error()})
+		r.runners[k] = r.runners[len(r.runners)-1]
+		r.runners = r.runners[:len(r.runners)-1]
+		k--
+		r.start(nr)
+	}
+}
+
+func (r *itemRun) what(i int) string {
+	return fmt.Sprintf("%s item %d of batch %s", r.class, r.c.Start+int64(i), r.c.Batch)
+}
+
+// run runs items until no grain is left, or until its call is abandoned.
+func (r *itemRun) run(rn *runner) {
+	for {
+		if rn.i == rn.hi {
+			if rn.g >= 0 {
+				r.outs[rn.g] = rn.out
+			}
+			g := int(r.next.Add(1) - 1)
+			if g >= len(r.outs) {
+				if r.live.Add(-1) == 0 {
+					close(r.done)
+				}
+				return
+			}
+			rn.g, rn.lo, rn.i, rn.hi = g, g*r.grain, g*r.grain, min(len(r.c.Items), (g+1)*r.grain)
+			rn.out = itemsOut{values: make([]byte, 0, 8*(rn.hi-rn.lo))}
+		}
+		if !r.item(rn) {
+			return
+		}
+	}
+}
+
+// item runs item rn.i and reports false if it was abandoned meanwhile.
+func (r *itemRun) item(rn *runner) bool {
+	if rn.i > rn.lo {
+		rn.out.values = append(rn.out.values, ',')
+	}
+	var ierr *protocol.ItemError
+	args, err := itemArgs(r.c.Items[rn.i], rn.buf[:0], r.w.cfg.UseNumber)
+	switch {
+	case r.ctx.Err() != nil:
+		ierr = &protocol.ItemError{Kind: protocol.KindError, Error: "not run: " + context.Cause(r.ctx).Error()}
+	case err != nil:
+		ierr = &protocol.ItemError{Kind: protocol.KindArguments, Error: err.Error()}
+	default:
+		var values []byte
+		var cerr *protocol.ItemError
+		if r.lim.d > 0 {
+			dl := int64(time.Since(r.t0) + r.lim.d)
+			if r.until > 0 {
+				dl = min(dl, r.until)
+			}
+			rn.token = max(rn.token+1, dl) // tokens grow: one is never taken for the one before
+			rn.ctx = &limitCtx{base: &r.base, dl: rn.token}
+			rn.begin(rn.token)
+			values, cerr = callItem(rn.ctx, r.h, args, rn.out.values)
+			rn.ctx.release()
+			if cerr != nil && int64(time.Since(r.t0)) >= rn.token {
+				// It failed at its deadline, most likely because of it.
+				cerr = &protocol.ItemError{Kind: protocol.KindTimeout, Error: r.limit.Error()}
+			}
+		} else {
+			rn.token++
+			rn.begin(rn.token)
+			values, cerr = callItem(r.ctx, r.h, args, rn.out.values)
+		}
+		if !rn.end(rn.token, r.w.runaways) {
+			return false
+		}
+		rn.out.values, ierr = values, cerr
+	}
+	if ierr != nil {
+		ierr.Index = r.c.Start + int64(rn.i)
+		rn.out.errs = append(rn.out.errs, *ierr)
+		rn.out.values = append(rn.out.values, "null"...)
+	}
+	rn.i++
+	return true
 }
 
 // callItem calls h, turning an error or a panic into an item error; on

@@ -26,7 +26,7 @@ func (e *env) startBatch(batch string) {
 
 func (e *env) pushChunk(queue, class, batch string, start int64, items string) {
 	e.t.Helper()
-	p, err := protocol.AppendChunk(nil, class, batch, start, []byte(items))
+	p, err := protocol.AppendChunk(nil, class, batch, start, []byte(items), 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,20 @@ type Config struct {
 	// default: false
 	InsecureTLS bool
 
+	// TLSClientCertPath and TLSClientKeyPath are PEM files of a certificate
+	// and its key that the worker presents to the server (rediss://, for a
+	// server with tls-auth-clients yes). Both or neither. default: "" (none)
+	TLSClientCertPath string
+	TLSClientKeyPath  string
+
+	// RejectTimeout is how long Run retries at start while Redis rejects the
+	// worker for a reason that retries do not cure (a wrong password, a
+	// missing ACL permission, a TLS certificate one side does not accept);
+	// then Run returns a *RejectedError. A Redis that is still loading its
+	// ACLs gets this long. Errors that pass (a refused connection, a timeout)
+	// are retried without end. default: 10s
+	RejectTimeout time.Duration
+
 	// Heartbeat is how often a worker proves it is alive, and how often
 	// workers try to reap dead ones. default: 5s
 	Heartbeat time.Duration
@@ -88,6 +103,49 @@ type Config struct {
 	// ends; jobs still running then are put back on their queues.
 	// default: 20s
 	ShutdownTimeout time.Duration
+
+	// ItemTimeout limits each item of a chunk. A function's WithTimeout and
+	// a batch's limit_ms limit items too; an item gets the smallest limit
+	// that is set. The item's context carries the deadline, and an item still
+	// running at the deadline is abandoned, whether it watches its context or
+	// not: it fails with kind "timeout" and the chunk goes on.
+	// default: 0 (no limit)
+	ItemTimeout time.Duration
+
+	// JobTimeout limits each plain Resque job, together with the function's
+	// WithTimeout (the smaller one applies). A job still running at the
+	// deadline is abandoned and goes to the failed list with exception
+	// TimeoutError. default: 0 (no limit)
+	JobTimeout time.Duration
+
+	// MaxRunaways bounds the calls that were abandoned (past their limit, or
+	// of a cancelled batch) and still run after RunawayGrace: Go cannot stop
+	// a goroutine, so they keep their CPU. When more than MaxRunaways do, Run
+	// shuts down as on a signal (running jobs finish or go back to their
+	// queues) and returns an error that wraps ErrRestart; workercmd then
+	// re-executes the process. Negative: no bound.
+	// default: runtime.GOMAXPROCS(0)
+	MaxRunaways int
+
+	// RunawayGrace is how long an abandoned call may go on before it counts
+	// against MaxRunaways; a call abandoned at a limit longer than this gets
+	// that limit as its grace. default: 10s
+	RunawayGrace time.Duration
+
+	// MaxRequeues is how often a job may go back to its queue, by a shutdown
+	// or by the reaper after its worker died, before it counts as poison: the
+	// next time, a plain job goes to the failed list with exception
+	// RequeueLimit, and every item of a chunk fails with kind
+	// "requeue_limit". Negative: no limit. default: 3
+	MaxRequeues int
+
+	// MaxPayload is the largest payload, in bytes, the worker takes. It is
+	// checked before the payload is read: a bigger job is never decoded nor
+	// held in memory whole; it goes to the failed list with exception
+	// PayloadTooLarge and its first 64 KiB. The worker record publishes it
+	// as "max_payload", so clients refuse a bigger chunk before they send it.
+	// default: protocol.DefaultMaxPayload (16 MiB)
+	MaxPayload int
 
 	// Hostname is the host part of worker ids. default: os.Hostname()
 	Hostname string
@@ -109,6 +167,9 @@ const (
 	DefaultHeartbeat       = 5 * time.Second
 	DefaultDeadAfter       = 30 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
+	DefaultRejectTimeout   = 10 * time.Second
+	DefaultRunawayGrace    = 10 * time.Second
+	DefaultMaxRequeues     = 3
 )
 
 // ErrConfig marks an invalid Config.
@@ -138,6 +199,20 @@ func (c Config) normalize(reg *Registry) (Config, error) {
 	setDefault(&c.Heartbeat, DefaultHeartbeat)
 	setDefault(&c.DeadAfter, DefaultDeadAfter)
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&c.RejectTimeout, DefaultRejectTimeout)
+	if c.RejectTimeout < 0 {
+		return c, configError("RejectTimeout (%v) must not be negative", c.RejectTimeout)
+	}
+	setDefault(&c.MaxRunaways, runtime.GOMAXPROCS(0))
+	setDefault(&c.RunawayGrace, DefaultRunawayGrace)
+	setDefault(&c.MaxRequeues, DefaultMaxRequeues)
+	setDefault(&c.MaxPayload, protocol.DefaultMaxPayload)
+	if c.MaxPayload < 0 {
+		return c, configError("MaxPayload (%d) must not be negative (0 means the default, %d bytes)", c.MaxPayload, protocol.DefaultMaxPayload)
+	}
+	if c.ItemTimeout < 0 || c.JobTimeout < 0 || c.RunawayGrace < 0 {
+		return c, configError("ItemTimeout, JobTimeout and RunawayGrace must not be negative (0 means no limit, or the default)")
+	}
 	c.Namespace = protocol.NormalizeNamespace(c.Namespace)
 	if c.Interval < 0 || c.Concurrency < 0 || c.Connections < 0 || c.Heartbeat < 0 || c.DeadAfter < 0 || c.ShutdownTimeout < 0 {
 		return c, configError("durations and counts must not be negative")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gomap/gomap/worker"
+	"github.com/gomap/gomap/worker/internal/protocol"
 )
 
 func TestParseQueuesFollowsGoworker(t *testing.T) {
@@ -52,7 +53,8 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fl := worker.BindFlags(fs)
 	err := fs.Parse([]string{"-queues", "a=3,b", "-interval", "0.25", "-concurrency", "7", "-connections", "3",
-		"-namespace", "ns", "-exit-on-complete", "-use-number", "-heartbeat", "1s", "-dead-after", "9s"})
+		"-namespace", "ns", "-exit-on-complete", "-use-number", "-heartbeat", "1s", "-dead-after", "9s",
+		"-tls-client-cert", "c.pem", "-tls-client-key", "k.pem", "-reject-timeout", "3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,9 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 	}
 	want := worker.Config{Queues: []worker.Queue{{Name: "a", Weight: 3}, {Name: "b", Weight: 1}}, Interval: 250 * time.Millisecond,
 		Concurrency: 7, Connections: 3, URI: "redis://env/", Namespace: "ns", ExitOnComplete: true, UseNumber: true,
-		Heartbeat: time.Second, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout}
+		Heartbeat: time.Second, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout,
+		TLSClientCertPath: "c.pem", TLSClientKeyPath: "k.pem", RejectTimeout: 3 * time.Second,
+		RunawayGrace: worker.DefaultRunawayGrace, MaxRequeues: worker.DefaultMaxRequeues, MaxPayload: protocol.DefaultMaxPayload}
 	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", want) {
 		t.Errorf("config\n %+v\nwant\n %+v", cfg, want)
 	}
@@ -72,13 +76,14 @@ func TestNewRejectsBadConfigs(t *testing.T) {
 	reg := worker.NewRegistry()
 	reg.Handle("f", worker.Func0(func() (int, error) { return 0, nil }))
 	for name, cfg := range map[string]worker.Config{
-		"mixed weights":   {Queues: []worker.Queue{{Name: "a", Weight: 1}, {Name: "b"}}},
-		"duplicate queue": {Queues: []worker.Queue{{Name: "a"}, {Name: "a"}}},
-		"brace in queue":  {Queues: []worker.Queue{{Name: "{a}"}}},
-		"comma in queue":  {Queues: []worker.Queue{{Name: "a,b"}}},
-		"colon in host":   {Hostname: "a:b"},
-		"dead too soon":   {Heartbeat: time.Second, DeadAfter: time.Second},
-		"bad uri":         {URI: "http://x"},
+		"mixed weights":        {Queues: []worker.Queue{{Name: "a", Weight: 1}, {Name: "b"}}},
+		"duplicate queue":      {Queues: []worker.Queue{{Name: "a"}, {Name: "a"}}},
+		"brace in queue":       {Queues: []worker.Queue{{Name: "{a}"}}},
+		"comma in queue":       {Queues: []worker.Queue{{Name: "a,b"}}},
+		"colon in host":        {Hostname: "a:b"},
+		"dead too soon":        {Heartbeat: time.Second, DeadAfter: time.Second},
+		"bad uri":              {URI: "http://x"},
+		"negative max payload": {MaxPayload: -1},
 	} {
 		if _, err := worker.New(cfg, reg); !errors.Is(err, worker.ErrConfig) {
 			t.Errorf("%s: New = %v, want a config error", name, err)

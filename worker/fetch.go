@@ -3,16 +3,20 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
 // Reserving jobs. Every job moves atomically from its queue into this
-// process's in-flight list (LMOVE/BLMOVE), so a job is never only in memory:
-// if the process dies, the reaper puts it back.
+// process's in-flight list (LMOVE in ReserveScript, or BLMOVE), so a job is
+// never only in memory: if the process dies, the reaper puts it back.
 //
 // An idle worker blocks on all its queues at once: one BLMOVE per queue, each
 // on a connection of its own (a "wait"). A wait stays armed across jobs, so a
@@ -20,11 +24,16 @@ import (
 // with no polling and no per-job churn of blocking commands. When every slot
 // is busy the waits are taken back (CLIENT UNBLOCK), so a worker never
 // reserves a job it could not start.
+//
+// A reserve whose reply is lost leaves a job in flight that the worker does
+// not know it holds: orphans.go finds and adopts such jobs.
 
 // fetchLoop hands jobs to idle slots until ctx ends, or until the queues are
 // empty with ExitOnComplete.
 func (w *Worker) fetchLoop(ctx context.Context) {
 	defer w.disarm()
+	stopWatch := w.watchLengths(ctx)
+	defer stopWatch()
 	var bo backoff
 	for {
 		if !w.takeToken(ctx) {
@@ -46,8 +55,18 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 		case j != nil:
 			bo.reset()
 			w.jobs <- *j
+			if j.disposed != nil {
+				// Nothing more from its queue until it is acknowledged
+				// (see "Jobs bigger than MaxPayload" below).
+				select {
+				case <-j.disposed:
+				case <-ctx.Done():
+				}
+			}
 		case w.cfg.ExitOnComplete:
-			return
+			if w.checkLengths(ctx); len(w.stash) == 0 {
+				return
+			}
 		}
 	}
 }
@@ -63,41 +82,56 @@ func (w *Worker) takeToken(ctx context.Context) bool {
 	default:
 	}
 	w.disarm()
-	select {
-	case <-w.tokens:
-		return true
-	case <-ctx.Done():
-		return false
+	for {
+		select {
+		case <-w.tokens:
+			return true
+		case qs := <-w.held.longer:
+			w.adoptLonger(ctx, qs)
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 
-// reserve takes the next job: one a wait reserved meanwhile, else the first
-// job of a poll of the queues in this round's order, else (unless
-// ExitOnComplete) whatever arrives first on any queue within Interval.
+// reserve takes the next job: one a wait reserved meanwhile, else an orphan
+// of a queue whose last reserve failed, else the first job of a poll of the
+// queues in this round's order, else (unless ExitOnComplete) whatever arrives
+// first on any queue within Interval.
 func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 	w.drainWaits()
-	if len(w.stash) > 0 {
-		j := w.stash[0]
-		w.stash = w.stash[1:]
-		return &j, nil
+	if j := w.unstash(); j != nil {
+		return j, nil
+	}
+	if err := w.adoptSuspects(ctx); err != nil {
+		return nil, err
+	}
+	if j := w.unstash(); j != nil {
+		return j, nil
 	}
 	for _, q := range w.pollOrder() {
 		if b := w.blockers[q]; b != nil && b.armed {
 			continue // its wait takes any job pushed there at once
 		}
-		p, err := w.rdb.LMove(ctx, w.keys.Queue(q), w.keys.Inflight(q, w.proc), "LEFT", "RIGHT").Result()
-		if errors.Is(err, redis.Nil) {
-			continue
+		j, err := w.poll(ctx, q)
+		if j != nil || err != nil {
+			return j, err
 		}
-		if err != nil {
-			return nil, err
-		}
-		return &reserved{queue: q, payload: p}, nil
 	}
 	if w.cfg.ExitOnComplete {
 		return nil, nil
 	}
 	return w.await(ctx)
+}
+
+// unstash takes the first job of the stash, if any.
+func (w *Worker) unstash() *reserved {
+	if len(w.stash) == 0 {
+		return nil
+	}
+	j := w.stash[0]
+	w.stash = w.stash[1:]
+	return &j
 }
 
 // pollOrder is the order of this poll: the configured order when strict, a
@@ -143,9 +177,9 @@ type blocker struct {
 }
 
 type waitResult struct {
-	queue   string
-	payload string
-	err     error
+	queue string
+	job   reserved // see took
+	err   error
 }
 
 func (w *Worker) blockerFor(ctx context.Context, q string) (*blocker, error) {
@@ -190,21 +224,30 @@ func (w *Worker) closeBlockers() {
 
 // await arms a wait on every queue that has none and returns what the first
 // one to finish brought: a job, nothing (its Interval passed), or an error.
+// Meanwhile it looks for orphans every Heartbeat, and returns the first one
+// it adopts.
 func (w *Worker) await(ctx context.Context) (*reserved, error) {
-	for _, q := range w.queues {
-		b, err := w.blockerFor(ctx, q)
-		if err != nil {
-			return nil, err
+	for {
+		for _, q := range w.queues {
+			b, err := w.blockerFor(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			if !b.armed {
+				w.arm(ctx, q, b)
+			}
 		}
-		if !b.armed {
-			w.arm(ctx, q, b)
+		select {
+		case r := <-w.waitResults:
+			return w.waitOutcome(r)
+		case qs := <-w.held.longer:
+			w.adoptLonger(ctx, qs)
+			if j := w.unstash(); j != nil {
+				return j, nil
+			}
+		case <-ctx.Done():
+			return nil, nil
 		}
-	}
-	select {
-	case r := <-w.waitResults:
-		return w.waitOutcome(r)
-	case <-ctx.Done():
-		return nil, nil
 	}
 }
 
@@ -213,21 +256,30 @@ func (w *Worker) arm(ctx context.Context, q string, b *blocker) {
 	src, dst := w.keys.Queue(q), w.keys.Inflight(q, w.proc)
 	go func() {
 		p, err := b.conn.BLMove(context.WithoutCancel(ctx), src, dst, "LEFT", "RIGHT", w.cfg.Interval).Result()
-		w.waitResults <- waitResult{queue: q, payload: p, err: err}
+		j := w.took(q, p)
+		if j.size > 0 {
+			// The reply was read whole: give its memory back now, not at
+			// the next collection (several waits may read one at once).
+			debug.FreeOSMemory()
+		}
+		w.waitResults <- waitResult{queue: q, job: j, err: err}
 	}()
 }
 
-// waitOutcome records a finished wait.
+// waitOutcome records a finished wait. After an error, what the wait did is
+// unknown: its queue becomes suspect (see orphans.go).
 func (w *Worker) waitOutcome(r waitResult) (*reserved, error) {
 	if b := w.blockers[r.queue]; b != nil {
 		b.armed = false
 	}
 	switch {
 	case r.err == nil:
-		return &reserved{queue: r.queue, payload: r.payload}, nil
+		w.held.hold(r.job)
+		return &r.job, nil
 	case errors.Is(r.err, redis.Nil):
 		return nil, nil
 	}
+	w.held.suspect[r.queue] = true
 	w.dropBlocker(r.queue)
 	return nil, r.err
 }
@@ -301,4 +353,91 @@ func (w *Worker) unblockArmed() {
 			w.log.Debug("client unblock", "err", err)
 		}
 	}
+}
+
+// Jobs bigger than MaxPayload. A poll reserves with ReserveScript, which
+// returns only the size and the first bytes of such a job; a wait (BLMOVE)
+// reads a job whole, and keeps only as much of it. Either way the job stays
+// in flight until its failed entry is written, and nothing more is reserved
+// from its queue until then, so DropOversizeScript finds it at once.
+
+// excTooLarge is the exception of the failed entry of an oversize job.
+const excTooLarge = "PayloadTooLarge"
+
+// maxMessage is the most bytes of a failure's message that a failed entry
+// and the log keep: messages may quote payload text.
+const maxMessage = 8 << 10
+
+// poll reserves the job at the head of queue q, if any. It sends the reserve
+// once: after an error, what it did is unknown, and the queue becomes
+// suspect (see orphans.go).
+func (w *Worker) poll(ctx context.Context, q string) (*reserved, error) {
+	cmd := redis.NewCmd(ctx, "eval", protocol.ReserveScript, 2, w.keys.Queue(q), w.keys.Inflight(q, w.proc),
+		w.cfg.MaxPayload, protocol.FailedTextLimit)
+	cmd.SetFirstKeyPos(3)
+	err := w.rdb.Process(ctx, noRetry{cmd})
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		w.held.suspect[q] = true
+		return nil, err
+	}
+	v := cmd.Val()
+	j, ok := reservedOf(q, v)
+	if !ok {
+		w.held.suspect[q] = true
+		return nil, fmt.Errorf("reserving from queue %q: unexpected reply %v of the reserve script", q, v)
+	}
+	w.held.hold(j)
+	return &j, nil
+}
+
+// reservedOf is the job of queue q that a reserve script returned: the
+// payload, or the size and first bytes of an oversize one.
+func reservedOf(q string, v any) (reserved, bool) {
+	switch v := v.(type) {
+	case string:
+		return reserved{queue: q, payload: v}, true
+	case []any:
+		if len(v) == 2 {
+			size, ok1 := v[0].(int64)
+			head, ok2 := v[1].(string)
+			if ok1 && ok2 {
+				return oversize(q, head, int(size)), true
+			}
+		}
+	}
+	return reserved{}, false
+}
+
+// took is the job a wait brought. Of one bigger than MaxPayload only the
+// first bytes are kept.
+func (w *Worker) took(q, payload string) reserved {
+	if len(payload) <= w.cfg.MaxPayload {
+		return reserved{queue: q, payload: payload}
+	}
+	return oversize(q, strings.Clone(payload[:min(len(payload), protocol.FailedTextLimit)]), len(payload))
+}
+
+func oversize(q, head string, size int) reserved {
+	return reserved{queue: q, payload: head, size: size, disposed: make(chan struct{})}
+}
+
+// failOversize fails a job bigger than MaxPayload, unread, and acknowledges it.
+func (w *Worker) failOversize(ctx context.Context, slot int, j reserved) {
+	defer close(j.disposed)
+	w.finishJob(ctx, slot, j, &failure{exception: excTooLarge, message: fmt.Sprintf(
+		"the payload is %d bytes, more than the %d bytes this worker takes (-max-payload); "+
+			"send smaller jobs (for a batch, a smaller chunksize) or raise -max-payload", j.size, w.cfg.MaxPayload)})
+}
+
+// unreserve removes j from the in-flight list, in pipe.
+func (w *Worker) unreserve(ctx context.Context, pipe redis.Pipeliner, j reserved) {
+	inflight := w.keys.Inflight(j.queue, w.proc)
+	if j.size > 0 {
+		pipe.Eval(ctx, protocol.DropOversizeScript, []string{inflight}, j.size, j.payload)
+		return
+	}
+	pipe.LRem(ctx, inflight, 1, j.payload)
 }

@@ -3,6 +3,8 @@ package worker
 import (
 	"flag"
 	"time"
+
+	"github.com/gomap/gomap/worker/internal/protocol"
 )
 
 // Flags are goworker's command-line flags (plus a few of gomap's), bound to a
@@ -24,9 +26,18 @@ type Flags struct {
 	useNumber       bool
 	tlsCert         string
 	insecureTLS     bool
+	tlsClientCert   string
+	tlsClientKey    string
+	rejectTimeout   time.Duration
 	heartbeat       time.Duration
 	deadAfter       time.Duration
 	shutdownTimeout time.Duration
+	itemTimeout     time.Duration
+	jobTimeout      time.Duration
+	maxRunaways     int
+	runawayGrace    time.Duration
+	maxRequeues     int
+	maxPayload      int
 	hostname        string
 }
 
@@ -51,11 +62,32 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 		"decode numbers in interface{} arguments as json.Number instead of float64 (exact beyond 2^53)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "`path` to a PEM file of CA certificates to trust (rediss:// only)")
 	fs.BoolVar(&f.insecureTLS, "insecure-tls", false, "skip verification of the server's TLS certificate (rediss:// only)")
+	fs.StringVar(&f.tlsClientCert, "tls-client-cert", "",
+		"`path` to a PEM file of the client certificate to present to the server, with -tls-client-key (rediss:// only; for tls-auth-clients)")
+	fs.StringVar(&f.tlsClientKey, "tls-client-key", "", "`path` to the PEM file of the key of -tls-client-cert")
+	fs.DurationVar(&f.rejectTimeout, "reject-timeout", DefaultRejectTimeout,
+		"at start, how long to retry while Redis rejects the worker (wrong password, missing ACL permission, TLS certificate refused)\n"+
+			"before exiting with an error; a refused connection or a timeout is retried without end")
 	fs.DurationVar(&f.heartbeat, "heartbeat", DefaultHeartbeat, "how often the worker proves it is alive and looks for dead workers")
 	fs.DurationVar(&f.deadAfter, "dead-after", DefaultDeadAfter,
 		"how long a worker may miss heartbeats before its in-flight jobs go back to their queues")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout,
 		"on SIGTERM/SIGINT, how long running jobs may finish before they go back to their queues (a second signal exits at once)")
+	fs.DurationVar(&f.itemTimeout, "item-timeout", 0,
+		"the longest one item of a batch may run (0: no limit); past it the item fails with kind timeout and is abandoned,\n"+
+			"even if it ignores its context (a function's WithTimeout and a batch's limit apply too; the smallest wins)")
+	fs.DurationVar(&f.jobTimeout, "job-timeout", 0,
+		"the longest one plain Resque job may run (0: no limit); past it the job goes to the failed list as TimeoutError")
+	fs.IntVar(&f.maxRunaways, "max-runaways", 0,
+		"restart the process when more than this `number` of abandoned calls (timed out, or of cancelled batches) still run\n"+
+			"after -runaway-grace, since Go cannot stop them (0: the number of CPUs; -1: never)")
+	fs.DurationVar(&f.runawayGrace, "runaway-grace", DefaultRunawayGrace,
+		"how long an abandoned call may go on before it counts against -max-runaways (at least its own limit)")
+	fs.IntVar(&f.maxRequeues, "max-requeues", DefaultMaxRequeues,
+		"how often a job may go back to its queue (at a shutdown, or after its worker died) before it goes to the failed list\n"+
+			"as RequeueLimit instead (-1: no limit)")
+	fs.IntVar(&f.maxPayload, "max-payload", protocol.DefaultMaxPayload,
+		"the largest job payload in `bytes` the worker takes; a bigger one goes to the failed list unread, as PayloadTooLarge")
 	fs.StringVar(&f.hostname, "hostname", "", "the host part of worker ids (default: the machine's hostname)")
 	return f
 }
@@ -72,20 +104,38 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		return Config{}, configError("-interval %v is negative", f.interval)
 	}
 	cfg := Config{
-		Queues:          qs,
-		Interval:        time.Duration(f.interval * float64(time.Second)),
-		Concurrency:     f.concurrency,
-		Connections:     f.connections,
-		URI:             f.uri,
-		Namespace:       f.namespace,
-		ExitOnComplete:  f.exitOnComplete,
-		UseNumber:       f.useNumber,
-		TLSCertPath:     f.tlsCert,
-		InsecureTLS:     f.insecureTLS,
-		Heartbeat:       f.heartbeat,
-		DeadAfter:       f.deadAfter,
-		ShutdownTimeout: f.shutdownTimeout,
-		Hostname:        f.hostname,
+		Queues:            qs,
+		Interval:          time.Duration(f.interval * float64(time.Second)),
+		Concurrency:       f.concurrency,
+		Connections:       f.connections,
+		URI:               f.uri,
+		Namespace:         f.namespace,
+		ExitOnComplete:    f.exitOnComplete,
+		UseNumber:         f.useNumber,
+		TLSCertPath:       f.tlsCert,
+		InsecureTLS:       f.insecureTLS,
+		TLSClientCertPath: f.tlsClientCert,
+		TLSClientKeyPath:  f.tlsClientKey,
+		RejectTimeout:     f.rejectTimeout,
+		Heartbeat:         f.heartbeat,
+		DeadAfter:         f.deadAfter,
+		ShutdownTimeout:   f.shutdownTimeout,
+		ItemTimeout:       f.itemTimeout,
+		JobTimeout:        f.jobTimeout,
+		MaxRunaways:       f.maxRunaways,
+		RunawayGrace:      f.runawayGrace,
+		MaxRequeues:       f.maxRequeues,
+		MaxPayload:        f.maxPayload,
+		Hostname:          f.hostname,
+	}
+	if f.maxPayload < 1 {
+		return Config{}, configError("-max-payload %d: give a number of bytes, at least 1", f.maxPayload)
+	}
+	if f.maxRequeues == 0 || f.maxRequeues < -1 {
+		return Config{}, configError("-max-requeues %d: give at least 1, or -1 for no limit", f.maxRequeues)
+	}
+	if f.maxRunaways < -1 {
+		return Config{}, configError("-max-runaways %d: give at least 1, 0 for the number of CPUs, or -1 for no bound", f.maxRunaways)
 	}
 	if cfg.Concurrency < 1 || cfg.Connections < 1 {
 		return Config{}, configError("-concurrency and -connections must be at least 1")

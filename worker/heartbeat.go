@@ -25,6 +25,7 @@ func (w *Worker) record() string {
 		Signatures:  w.reg.Signatures(),
 		Slots:       w.slots,
 		Concurrency: w.cfg.Concurrency,
+		MaxPayload:  w.cfg.MaxPayload,
 		Started:     w.started.UTC().Format(time.RFC3339),
 		Version:     protocol.Version,
 	})

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
@@ -37,6 +36,10 @@ func (w *Worker) slotLoop(ctx context.Context, slot int) {
 }
 
 func (w *Worker) process(ctx context.Context, slot int, j reserved) {
+	if j.size > 0 {
+		w.failOversize(ctx, slot, j)
+		return
+	}
 	p, err := protocol.DecodePayload([]byte(j.payload))
 	switch {
 	case err != nil:
@@ -51,11 +54,17 @@ func (w *Worker) process(ctx context.Context, slot int, j reserved) {
 // runJob runs a plain Resque job; a failure becomes a failed entry.
 func (w *Worker) runJob(ctx context.Context, slot int, j reserved, p protocol.Payload) {
 	w.setWorking(ctx, slot, j.queue, j.payload)
-	w.finishJob(ctx, slot, j, w.call(ctx, j.queue, p))
+	f := w.call(ctx, j.queue, p)
+	if ctx.Err() != nil {
+		// The shutdown grace ran out: the job goes back to its queue.
+		w.log.Info("job still running at the shutdown timeout; it stays queued", "queue", j.queue)
+		return
+	}
+	w.finishJob(ctx, slot, j, f)
 }
 
 func (w *Worker) call(ctx context.Context, queue string, p protocol.Payload) *failure {
-	h, ok := w.reg.Lookup(p.Class)
+	e, ok := w.reg.lookup(p.Class)
 	if !ok {
 		return &failure{exception: excName, message: w.unknownClass(p.Class, queue)}
 	}
@@ -64,7 +73,14 @@ func (w *Worker) call(ctx context.Context, queue string, p protocol.Payload) *fa
 		return &failure{exception: excArgument, message: err.Error()}
 	}
 	ctx = withJob(ctx, Job{Queue: queue, Class: p.Class})
-	_, ierr := callItem(ctx, h, args, nil)
+	var ierr *protocol.ItemError
+	if lim := w.jobLimit(e); lim.d > 0 {
+		if ierr, ok = w.callWithin(ctx, e.h, args, lim, p.Class, queue); !ok {
+			return &failure{exception: excTimeout, message: lim.err().Error()}
+		}
+	} else {
+		_, ierr = callItem(ctx, e.h, args, nil)
+	}
 	if ierr == nil {
 		return nil
 	}
@@ -78,6 +94,42 @@ func (w *Worker) call(ctx context.Context, queue string, p protocol.Payload) *fa
 		f.exception = excError
 	}
 	return f
+}
+
+// callWithin calls h in a goroutine of its own and waits for it until lim
+// passes or ctx ends. It reports false for a timeout: when it abandoned the
+// call, or when the call failed at its deadline.
+func (w *Worker) callWithin(outer context.Context, h Handler, args Args, lim limit, class, queue string) (*protocol.ItemError, bool) {
+	ctx, cancel := context.WithTimeoutCause(outer, lim.d, lim.err())
+	defer cancel()
+	var cs callState
+	cs.begin(1)
+	res := make(chan *protocol.ItemError, 1)
+	go func() {
+		_, ierr := callItem(ctx, h, args, nil)
+		if cs.end(1, w.runaways) {
+			res <- ierr
+		}
+	}()
+	var ierr *protocol.ItemError
+	select {
+	case ierr = <-res:
+	case <-ctx.Done():
+		if !cs.abandon(1) {
+			ierr = <-res // it returned just now
+			break
+		}
+		w.runaways.add(&cs.rec, fmt.Sprintf("%s job of queue %s", class, queue), lim)
+		if outer.Err() != nil {
+			w.log.Info("abandoned a job at the shutdown timeout", "function", class, "queue", queue)
+		} else {
+			w.log.Warn("job exceeded its time limit; abandoned it", "function", class, "queue", queue, "limit", lim.d,
+				"set_by", lim.source)
+		}
+		return nil, false
+	}
+	// A job that failed at its deadline most likely failed because of it.
+	return ierr, ierr == nil || outer.Err() != nil || ctx.Err() == nil
 }
 
 func (w *Worker) unknownClass(class, queue string) string {
@@ -112,6 +164,7 @@ func (w *Worker) finishJob(ctx context.Context, slot int, j reserved, f *failure
 	}
 	w.ack(ctx, j, func(pipe redis.Pipeliner) {
 		pipe.Del(ctx, w.keys.Worker(id))
+		pipe.HDel(ctx, w.keys.Requeues(j.queue), payloadDigest(j.payload)) // it finished: no longer poison
 		w.countProcessed(ctx, pipe, id)
 		if f != nil {
 			pipe.RPush(ctx, w.keys.Failed(), entry)
@@ -127,39 +180,63 @@ func (w *Worker) countProcessed(ctx context.Context, pipe redis.Pipeliner, id st
 }
 
 // failedEntry is Ruby Resque's failure record: {failed_at, payload,
-// exception, error, backtrace, worker, queue}, in that order. A payload that
-// is not JSON is kept as a JSON string.
+// exception, error, backtrace, worker, queue}, in that order. The payload is
+// kept as it was when it is valid JSON (duplicate names inside allowed);
+// otherwise, and for an oversize job, whose start alone is known, it is kept
+// as a JSON string cut at protocol.FailedTextLimit (see protocol.AppendText).
+// The message is made valid UTF-8 and cut at maxMessage, here and in the log.
 func (w *Worker) failedEntry(id string, j reserved, f *failure) string {
-	payload := []byte(j.payload)
-	if f.exception == excDecode && !jsontext.Value(payload).IsValid() {
-		if q, err := protocol.Marshal(j.payload); err == nil {
-			payload = q
+	f.message = protocol.Sanitize(f.message, maxMessage)
+	var text []byte // the payload as a JSON string, when it is not kept as it was
+	switch {
+	case j.size > 0:
+		text = protocol.AppendText(nil, j.payload, j.size, protocol.FailedTextLimit)
+	case !protocol.ValidJSON(j.payload):
+		text = protocol.AppendText(nil, j.payload, len(j.payload), protocol.FailedTextLimit)
+	}
+	var b strings.Builder
+	var q []byte // scratch for quoted strings
+	str := func(s string) {
+		q = protocol.AppendText(q[:0], s, len(s), len(s))
+		b.Write(q)
+	}
+	size := 256 + len(f.message) + len(text)
+	if text == nil {
+		size += len(j.payload)
+	}
+	b.Grow(size)
+	b.WriteString(`{"failed_at":`)
+	str(protocol.FailedAt(time.Now()))
+	b.WriteString(`,"payload":`)
+	if text != nil {
+		b.Write(text)
+	} else {
+		b.WriteString(j.payload)
+	}
+	b.WriteString(`,"exception":`)
+	str(f.exception)
+	b.WriteString(`,"error":`)
+	str(f.message)
+	b.WriteString(`,"backtrace":[`)
+	for i, line := range f.backtrace {
+		if i > 0 {
+			b.WriteByte(',')
 		}
+		str(line)
 	}
-	if f.backtrace == nil {
-		f.backtrace = []string{}
-	}
-	b, err := protocol.Marshal(struct {
-		FailedAt  string         `json:"failed_at"`
-		Payload   jsontext.Value `json:"payload"`
-		Exception string         `json:"exception"`
-		Error     string         `json:"error"`
-		Backtrace []string       `json:"backtrace"`
-		Worker    string         `json:"worker"`
-		Queue     string         `json:"queue"`
-	}{protocol.FailedAt(time.Now()), jsontext.Value(payload), f.exception, f.message, f.backtrace, id, j.queue})
-	if err != nil { // only invalid UTF-8 in a message can get here
-		w.log.Error("encoding failed entry", "err", err)
-		return fmt.Sprintf(`{"failed_at":%q,"payload":null,"exception":"Error","error":"unencodable failure","backtrace":[],"worker":%q,"queue":%q}`,
-			protocol.FailedAt(time.Now()), id, j.queue)
-	}
-	return string(b)
+	b.WriteString(`],"worker":`)
+	str(id)
+	b.WriteString(`,"queue":`)
+	str(j.queue)
+	b.WriteByte('}')
+	return b.String()
 }
 
 // ack removes j from the in-flight list together with the writes of extra,
 // in one pipeline, retrying while Redis is unreachable. If ctx ends first
 // (the shutdown grace ran out), j stays in flight and goes back to its queue.
 func (w *Worker) ack(ctx context.Context, j reserved, extra func(redis.Pipeliner)) {
+	defer w.held.release(j)
 	if ctx.Err() != nil {
 		// The shutdown grace ran out while the job ran: it is being put
 		// back on its queue, and whatever it did is not recorded.
@@ -169,7 +246,7 @@ func (w *Worker) ack(ctx context.Context, j reserved, extra func(redis.Pipeliner
 	err := retry(ctx, w.log, "acknowledge job", func(ctx context.Context) error {
 		_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			extra(pipe)
-			pipe.LRem(ctx, w.keys.Inflight(j.queue, w.proc), 1, j.payload)
+			w.unreserve(ctx, pipe, j)
 			return nil
 		})
 		return err

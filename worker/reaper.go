@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -40,6 +41,27 @@ func (w *Worker) reapRound(ctx context.Context) error {
 		return err
 	}
 	_, err = w.reapDead(ctx)
+	return errors.Join(err, w.failLeftPoison(ctx))
+}
+
+// failLeftPoison fails the poison a requeue of this worker's queues left
+// behind, when Redis failed it half way.
+func (w *Worker) failLeftPoison(ctx context.Context) error {
+	lens := make([]*redis.IntCmd, len(w.queues))
+	_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, q := range w.queues {
+			lens[i] = pipe.LLen(ctx, w.keys.Poison(q))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, q := range w.queues {
+		if lens[i].Val() > 0 {
+			err = errors.Join(err, w.failPoison(ctx, q, ""))
+		}
+	}
 	return err
 }
 
@@ -80,7 +102,7 @@ func (w *Worker) reapRecord(ctx context.Context, record string) (int, error) {
 	if err := json.Unmarshal([]byte(record), &p); err != nil || p.ID == "" {
 		return 0, fmt.Errorf("unreadable worker record %q: %v", record, err)
 	}
-	n, err := w.requeue(ctx, p.ID, p.Queues)
+	n, err := w.requeue(ctx, p.ID, p.Queues, "after its worker "+p.ID+" died")
 	if err != nil {
 		return n, err
 	}
@@ -94,15 +116,76 @@ func (w *Worker) reapRecord(ctx context.Context, record string) (int, error) {
 }
 
 // requeue moves the in-flight jobs of process proc back to the head of their
-// queues, in their order, and returns how many it moved.
-func (w *Worker) requeue(ctx context.Context, proc string, queues []string) (int, error) {
+// queues, in their order, and returns how many it moved. A job that went
+// back more than MaxRequeues times goes to the failed list instead (see
+// failPoison); why says when this requeue happens, for its failed entry.
+func (w *Worker) requeue(ctx context.Context, proc string, queues []string, why string) (int, error) {
 	n := 0
+	var errs []error
 	for _, q := range queues {
-		moved, err := w.rdb.Eval(ctx, protocol.RequeueScript, []string{w.keys.Inflight(q, proc), w.keys.Queue(q)}).Int()
+		keys := []string{w.keys.Inflight(q, proc), w.keys.Queue(q), w.keys.Requeues(q), w.keys.Poison(q)}
+		counts, err := w.rdb.Eval(ctx, protocol.RequeueScript, keys, w.cfg.MaxRequeues, requeuesTTL.Milliseconds()).Int64Slice()
 		if err != nil {
-			return n, err
+			return n, errors.Join(append(errs, err)...)
 		}
-		n += moved
+		n += int(counts[0])
+		if counts[1] > 0 {
+			errs = append(errs, w.failPoison(ctx, q, why))
+		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
+}
+
+// requeuesTTL is how long a queue's requeue counts live after its last
+// requeue. The count of a plain job is also dropped when the job finishes.
+const requeuesTTL = 24 * time.Hour
+
+// failPoison empties queue q's poison list (see RequeueScript): a plain job
+// goes to the failed list with exception RequeueLimit; every item of a chunk
+// fails with kind requeue_limit, in its batch's outcome.
+// It reads one payload at a time, since payloads may be large.
+func (w *Worker) failPoison(ctx context.Context, q, why string) error {
+	for {
+		job, err := w.rdb.LIndex(ctx, w.keys.Poison(q), 0).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil
+		case err != nil:
+			return err
+		}
+		if err := w.failPoisoned(ctx, q, job, why); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *Worker) failPoisoned(ctx context.Context, q, job, why string) error {
+	msg := fmt.Sprintf("went back to queue %q more than %d times without finishing", q, w.cfg.MaxRequeues)
+	if why != "" {
+		msg += ", the last time " + why
+	}
+	msg += ": each time, its worker stopped or died while it ran. It may crash or hang the worker " +
+		"(set a time limit), or need more than the shutdown timeout; fix it, then retry it"
+	p, err := protocol.DecodePayload([]byte(job))
+	chunk := err == nil && p.Chunk != nil
+	w.log.Warn("a job went back to its queue too often: failing it", "queue", q, "chunk", chunk, "requeues", w.cfg.MaxRequeues)
+	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		if chunk {
+			c := p.Chunk
+			values, errs := failAll(c, protocol.KindRequeueLimit, msg)
+			out, err := protocol.AppendChunkResult(nil, values, errs)
+			if err != nil {
+				return err
+			}
+			keys := []string{w.keys.BatchMeta(c.Batch), w.keys.BatchResults(c.Batch), w.keys.BatchDone(c.Batch)}
+			pipe.Eval(ctx, protocol.WriteResultScript, keys, strconv.FormatInt(c.Start, 10), out)
+		} else {
+			pipe.RPush(ctx, w.keys.Failed(), w.failedEntry(w.proc, reserved{queue: q, payload: job},
+				&failure{exception: excRequeueLimit, message: msg}))
+			pipe.IncrBy(ctx, w.keys.Stat("failed"), 1)
+		}
+		pipe.LRem(ctx, w.keys.Poison(q), 1, job)
+		return nil
+	})
+	return err
 }

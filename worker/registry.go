@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Registry maps class names (Resque's word; gomap calls them functions) to
@@ -11,49 +12,90 @@ import (
 // to New; it may still grow while workers run.
 type Registry struct {
 	mu       sync.RWMutex
-	handlers map[string]Handler
+	handlers map[string]entry
+}
+
+// entry is one registered function: its handler and its options.
+type entry struct {
+	h       Handler
+	timeout time.Duration // WithTimeout; 0 for none
+}
+
+// Option sets how a registered function runs. Pass options to Handle or
+// Register.
+type Option func(*entry)
+
+// WithTimeout limits every call of the function to d: a plain job, or one
+// item of a batch's chunk.
+//
+//	reg.Handle("resize", worker.Func1(Resize), worker.WithTimeout(30*time.Second))
+//	reg.Register("Archive", archive, worker.WithTimeout(time.Minute))
+//
+// The worker's own limits (Config.JobTimeout, Config.ItemTimeout) and a
+// batch's limit apply too: a call gets the smallest of those that are set.
+// The call's context carries the deadline. A call still running at the
+// deadline is abandoned, whether it watches its context or not: an item
+// fails with kind "timeout", a plain job goes to the failed list with
+// exception TimeoutError. A d of 0 sets no limit; a negative d panics.
+func WithTimeout(d time.Duration) Option {
+	if d < 0 {
+		panic(fmt.Sprintf("worker: WithTimeout(%v): the limit must not be negative", d))
+	}
+	return func(e *entry) { e.timeout = d }
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{handlers: map[string]Handler{}} }
+func NewRegistry() *Registry { return &Registry{handlers: map[string]entry{}} }
 
 // Register adds a goworker job function under class, so goworker code ports
 // by changing its import:
 //
 //	reg.Register("MyClass", func(queue string, args ...interface{}) error { … })
 //
-// Like http.Handle, it panics on an empty class, a nil function or a class
-// registered twice: those are programming errors.
-func (r *Registry) Register(class string, fn func(queue string, args ...interface{}) error) {
+// Options such as WithTimeout set how it runs. Like http.Handle, it panics on
+// an empty class, a nil function or a class registered twice: those are
+// programming errors.
+func (r *Registry) Register(class string, fn func(queue string, args ...interface{}) error, opts ...Option) {
 	if fn == nil {
 		panic(fmt.Sprintf("worker: Register(%q) with a nil function", class))
 	}
-	r.Handle(class, goworkerHandler(fn))
+	r.Handle(class, goworkerHandler(fn), opts...)
 }
 
 // Handle adds h under class, e.g.
 //
 //	reg.Handle("sampleadd", worker.Func2(func(a, b int) (int, error) { return a + b, nil }))
 //
-// It panics on an empty class, a nil handler or a class registered twice.
-func (r *Registry) Handle(class string, h Handler) {
+// Options such as WithTimeout set how it runs. It panics on an empty class, a
+// nil handler or a class registered twice.
+func (r *Registry) Handle(class string, h Handler, opts ...Option) {
 	if class == "" || h == nil {
 		panic(fmt.Sprintf("worker: Handle(%q, %v): empty class or nil handler", class, h))
+	}
+	e := entry{h: h}
+	for _, o := range opts {
+		o(&e)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.handlers[class]; dup {
 		panic(fmt.Sprintf("worker: class %q registered twice", class))
 	}
-	r.handlers[class] = h
+	r.handlers[class] = e
 }
 
 // Lookup returns the handler of class.
 func (r *Registry) Lookup(class string) (Handler, bool) {
+	e, ok := r.lookup(class)
+	return e.h, ok
+}
+
+// lookup returns the handler of class with its options.
+func (r *Registry) lookup(class string) (entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	h, ok := r.handlers[class]
-	return h, ok
+	e, ok := r.handlers[class]
+	return e, ok
 }
 
 // Names returns the registered classes, sorted.
@@ -75,8 +117,8 @@ func (r *Registry) Signatures() map[string]Signature {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	sigs := make(map[string]Signature, len(r.handlers))
-	for name, h := range r.handlers {
-		if sig, ok := SignatureOf(h); ok {
+	for name, e := range r.handlers {
+		if sig, ok := SignatureOf(e.h); ok {
 			sigs[name] = sig
 		}
 	}

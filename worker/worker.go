@@ -41,17 +41,25 @@ type Worker struct {
 	blockers    map[string]*blocker // one blocking connection per queue
 	waitResults chan waitResult     // what armed waits brought
 	stash       []reserved          // jobs reserved, not yet handed to a slot
+	held        *holdings           // jobs reserved, not yet acknowledged (see orphans.go)
 
 	tokens  chan struct{} // one per idle slot
 	jobs    chan reserved
 	running atomic.Int64
 	ran     atomic.Bool
+
+	runaways *runaways               // abandoned calls that still run
+	stopRun  context.CancelCauseFunc // ends Run's context; set by Run before any job runs
 }
 
 // reserved is a job taken from a queue into this process's in-flight list.
 type reserved struct {
 	queue   string
 	payload string
+	// size > 0 marks a job bigger than MaxPayload: payload holds only its
+	// first bytes, and disposed is closed once it is acknowledged.
+	size     int
+	disposed chan struct{}
 }
 
 // New checks cfg, fills its defaults and returns a worker for the functions
@@ -80,8 +88,10 @@ func New(cfg Config, reg *Registry) (*Worker, error) {
 		blockers: map[string]*blocker{},
 		tokens:   make(chan struct{}, cfg.Concurrency),
 		jobs:     make(chan reserved),
+		held:     newHoldings(),
 	}
 	w.proc = cfg.Hostname + ":" + strconv.Itoa(w.pid)
+	w.runaways = newRunaways(cfg.MaxRunaways, cfg.RunawayGrace, w.overRunaways)
 	for _, q := range cfg.Queues {
 		w.queues = append(w.queues, q.Name)
 	}
@@ -94,7 +104,8 @@ func New(cfg Config, reg *Registry) (*Worker, error) {
 }
 
 func redisOptions(cfg Config) rconn.Options {
-	return rconn.Options{URI: cfg.URI, TLSCertPath: cfg.TLSCertPath, InsecureTLS: cfg.InsecureTLS, Connections: cfg.Connections}
+	return rconn.Options{URI: cfg.URI, TLSCertPath: cfg.TLSCertPath, InsecureTLS: cfg.InsecureTLS,
+		TLSClientCert: cfg.TLSClientCertPath, TLSClientKey: cfg.TLSClientKeyPath, Connections: cfg.Connections}
 }
 
 // ID is the worker's process id, "host:pid".
@@ -103,12 +114,24 @@ func (w *Worker) ID() string { return w.proc }
 // Run works until ctx ends (or, with ExitOnComplete, until the queues are
 // empty), then shuts down: it stops reserving, lets running jobs finish for up
 // to ShutdownTimeout, puts unfinished jobs back on their queues and
-// unregisters. Redis errors never end Run: it retries with backoff. It returns
-// nil after a clean shutdown. A Worker runs once.
+// unregisters. Redis errors never end Run: it retries with backoff. The one
+// exception is at start: when Redis rejects the worker (a wrong password, a
+// missing ACL permission, a TLS certificate refused) for RejectTimeout, Run
+// returns a *RejectedError. It returns nil after a clean shutdown. A Worker
+// runs once.
+//
+// When more than Config.MaxRunaways abandoned calls still run (see
+// Config.ItemTimeout), Run shuts down the same way by itself and returns an
+// error that wraps ErrRestart: only a new process frees their CPU.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.ran.CompareAndSwap(false, true) {
 		return errors.New("worker: Run called twice; build a new Worker with New")
 	}
+	parent := ctx
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	w.stopRun = stopRun
+	defer w.runaways.stop()
 	if err := w.connect(ctx); err != nil {
 		return err
 	}
@@ -117,7 +140,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("closing redis clients", "err", err)
 		}
 	}()
-	if err := retry(ctx, w.log, "register", w.register); err != nil {
+	if err := w.retryStart(ctx, "register", w.register); err != nil {
 		return err
 	}
 	w.log.Info("worker started", "id", w.proc, "queues", w.queues, "concurrency", w.cfg.Concurrency,
@@ -128,7 +151,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var bgWG sync.WaitGroup
 	bgWG.Go(func() { w.heartbeatLoop(bg) })
 	bgWG.Go(func() { w.reaperLoop(bg) })
-	defer func() { stopBg(); bgWG.Wait() }()
+	stopBackground := sync.OnceFunc(func() { stopBg(); bgWG.Wait() })
+	defer stopBackground()
 
 	// Jobs keep their context through the grace period.
 	jobCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
@@ -151,11 +175,24 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	end, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	n, err := w.requeue(end, w.proc, w.queues)
+	n, err := w.requeue(end, w.proc, w.queues, "at the shutdown of "+w.proc)
 	if n > 0 {
 		w.log.Info("put unfinished jobs back on their queues", "jobs", n)
 	}
-	return errors.Join(err, w.unregister(end))
+	// No heartbeat may run after this: a late one would register the process again.
+	stopBackground()
+	err = errors.Join(err, w.unregister(end))
+	if cause := context.Cause(ctx); errors.Is(cause, ErrRestart) && parent.Err() == nil {
+		return errors.Join(cause, err)
+	}
+	return err
+}
+
+// overRunaways ends Run when too many abandoned calls still run.
+func (w *Worker) overRunaways(n int, oldest string) {
+	w.log.Error("too many abandoned calls still run: stopping so that the process restarts", "runaways", n,
+		"bound", w.cfg.MaxRunaways, "grace", w.cfg.RunawayGrace, "oldest", oldest)
+	w.stopRun(restartCause(n, w.cfg.MaxRunaways, oldest))
 }
 
 // drain waits for running jobs: without limit after ExitOnComplete, for
@@ -185,7 +222,7 @@ func (w *Worker) connect(ctx context.Context) error {
 	if w.cfg.Redis != nil {
 		w.rdb = w.cfg.Redis
 	} else {
-		err := retry(ctx, w.log, "connect", func(ctx context.Context) error {
+		err := w.retryStart(ctx, "connect", func(ctx context.Context) error {
 			rdb, err := rconn.Open(ctx, redisOptions(w.cfg))
 			w.rdb = rdb
 			return err
@@ -246,7 +283,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, op func(context.C
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w (after %v)", what, ctx.Err(), err)
 		}
-		if errors.Is(err, ErrConfig) {
+		if _, rejected := errors.AsType[*RejectedError](err); rejected || errors.Is(err, ErrConfig) {
 			return err
 		}
 		log.Warn("redis error, retrying", "op", what, "err", err)
@@ -254,6 +291,44 @@ func retry(ctx context.Context, log *slog.Logger, what string, op func(context.C
 			return fmt.Errorf("%s: %w (after %v)", what, ctx.Err(), err)
 		}
 	}
+}
+
+// RejectedError is what Run returns when Redis kept rejecting the worker at
+// start for RejectTimeout: a wrong password, a missing ACL permission, a
+// TLS certificate one side does not accept.
+type RejectedError struct {
+	Op  string        // what the worker was doing: "connect" or "register"
+	For time.Duration // how long it retried
+	Err error         // the last error, its message free of the password
+	Fix string        // what to do about it
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("redis rejected the worker on %s for %v: %v (%s)", e.Op, e.For.Round(10*time.Millisecond), e.Err, e.Fix)
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// retryStart is retry for the start of Run, where Redis may reject the
+// worker for good (rconn.Rejection): such an error ends it with a
+// *RejectedError once it has lasted RejectTimeout. A passing error in
+// between starts the count again.
+func (w *Worker) retryStart(ctx context.Context, what string, op func(context.Context) error) error {
+	var since time.Time // when the current run of rejections began
+	return retry(ctx, w.log, what, func(ctx context.Context) error {
+		err := op(ctx)
+		fix := rconn.Rejection(err)
+		switch {
+		case fix == "":
+			since = time.Time{}
+			return err
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= w.cfg.RejectTimeout:
+			return &RejectedError{Op: what, For: time.Since(since), Err: err, Fix: fix}
+		}
+		return fmt.Errorf("%w (%s; retrying for up to %v in case Redis is still loading its ACLs)", err, fix, w.cfg.RejectTimeout)
+	})
 }
 
 // backoff waits exponentially longer, with jitter, from 50ms up to 5s.

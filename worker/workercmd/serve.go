@@ -12,6 +12,7 @@ import (
 
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/internal/embedded"
+	"github.com/gomap/gomap/worker/internal/rconn"
 )
 
 // serve runs the worker (or, with -redis-only, only the private Redis) until
@@ -58,7 +59,7 @@ func work(ctx context.Context, cfg worker.Config, reg *worker.Registry, r *embed
 	if ready {
 		// The parent reads this line to learn where to connect and that jobs are taken.
 		cfg.OnStart = func(w *worker.Worker) {
-			line := map[string]any{"event": "ready", "id": w.ID(), "uri": cfg.URI, "pid": os.Getpid()}
+			line := map[string]any{"event": "ready", "id": w.ID(), "uri": rconn.Redacted(cfg.URI), "pid": os.Getpid()}
 			if r != nil {
 				line["redis_pid"] = r.PID()
 			}
@@ -66,6 +67,11 @@ func work(ctx context.Context, cfg worker.Config, reg *worker.Registry, r *embed
 				cfg.Logger.Error("writing the ready line", "err", err)
 			}
 		}
+	}
+	if r != nil && cfg.MaxRunaways >= 0 {
+		// A restart would lose the private Redis and every batch in it.
+		cfg.Logger.Debug("-max-runaways is off: this worker runs its own Redis, which a restart would lose")
+		cfg.MaxRunaways = -1
 	}
 	w, err := worker.New(cfg, reg)
 	if err != nil {

@@ -52,12 +52,17 @@ func Main(reg *worker.Registry) {
 		debug.SetGCPercent(400)
 	}
 	name := filepath.Base(os.Args[0])
-	os.Exit(Run(name, reg, os.Args[1:], Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
+	code := Run(name, reg, os.Args[1:], Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	if code == ExitRestart {
+		code = reexec(os.Stderr)
+	}
+	os.Exit(code)
 }
 
 // Run parses args (the flags, without the program name), runs until told to
 // stop, and returns the exit code: 0 after a clean shutdown or -help, 1 when
-// the worker failed, 2 for a bad command line or configuration. name is the program's name in
+// the worker failed, 2 for a bad command line or configuration, ExitRestart
+// (3) when it stopped to restart (Main then re-executes the process). name is the program's name in
 // messages. While Run runs, the first SIGINT or SIGTERM shuts down gracefully;
 // a second one exits the process at once (os.Exit(1)), leaving jobs in flight
 // to the reaper.
@@ -85,6 +90,12 @@ func Run(name string, reg *worker.Registry, args []string, env Env) int {
 	case errors.Is(err, worker.ErrConfig): // what the flags said is wrong, found by worker.New
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 2
+	case errors.As(err, new(*worker.RejectedError)): // a password, an ACL or a certificate to fix
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	case errors.Is(err, worker.ErrRestart): // abandoned calls hold CPU that only a new process frees
+		cfg.Logger.Warn(name+" stopped to restart", "err", err)
+		return ExitRestart
 	case err != nil:
 		cfg.Logger.Error(name+" failed", "err", err)
 		return 1
@@ -166,6 +177,11 @@ Functions: %[2]s
 On SIGTERM or SIGINT it stops taking jobs, lets running jobs finish for
 -shutdown-timeout, puts the rest back on their queues and unregisters; a
 second signal exits at once (other workers recover its jobs after -dead-after).
+
+A call past its time limit (-item-timeout, -job-timeout, or the batch's) is
+abandoned: its item fails with kind timeout, or its job as TimeoutError. When
+more than -max-runaways abandoned calls still run, it shuts down the same way
+and restarts in place (same pid), or exits with status 3 if it cannot.
 
 Flags:
 `, name, strings.Join(reg.Names(), ", "))

@@ -21,6 +21,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/client"
+	"github.com/gomap/gomap/worker/internal/rconn"
 )
 
 func main() {
@@ -36,6 +37,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	uri := fs.String("uri", "", "the `URI` of the Redis server (default: $REDIS_PROVIDER's variable, else $REDIS_URL, else "+worker.DefaultURI+")")
 	namespace := fs.String("namespace", "goworker:", "the Redis key `prefix`")
 	timeout := fs.Duration("timeout", time.Minute, "with -map, how long to wait for the results")
+	tlsCert := fs.String("tls-cert", "", "`path` to a PEM file of CA certificates to trust (rediss:// only)")
+	insecureTLS := fs.Bool("insecure-tls", false, "skip verification of the server's TLS certificate (rediss:// only)")
+	tlsClientCert := fs.String("tls-client-cert", "",
+		"`path` to a PEM file of the client certificate to present to the server, with -tls-client-key (rediss:// only)")
+	tlsClientKey := fs.String("tls-client-key", "", "`path` to the PEM file of the key of -tls-client-cert")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gomap-enqueue -class NAME [-queue NAME] [-map] [args…]\n\n"+
 			"Without -map, pushes one Resque job {\"class\": NAME, \"args\": [args…]} (as Ruby's Resque.enqueue does).\n"+
@@ -62,9 +68,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c, err := client.Dial(ctx, client.Options{URI: *uri, Namespace: *namespace})
+	c, err := client.Dial(ctx, client.Options{URI: *uri, Namespace: *namespace, TLSCertPath: *tlsCert, InsecureTLS: *insecureTLS,
+		TLSClientCertPath: *tlsClientCert, TLSClientKeyPath: *tlsClientKey})
 	if err != nil {
-		fmt.Fprintf(stderr, "gomap-enqueue: %v\n", err)
+		fmt.Fprintf(stderr, "gomap-enqueue: %v%s\n", err, fix(err))
 		return 1
 	}
 	vals := parseArgs(fs.Args())
@@ -77,10 +84,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	err = errors.Join(err, c.Close())
 	if err != nil {
-		fmt.Fprintf(stderr, "gomap-enqueue: %v\n", err)
+		fmt.Fprintf(stderr, "gomap-enqueue: %v%s\n", err, fix(err))
 		return 1
 	}
 	return 0
+}
+
+// fix is what to do about err when Redis rejected the command for good (a
+// wrong password, a missing ACL permission, a TLS certificate refused), as
+// ": …", else "".
+func fix(err error) string {
+	if f := rconn.Rejection(err); f != "" {
+		return ": " + f
+	}
+	return ""
 }
 
 func mapAndPrint(ctx context.Context, c *client.Client, class, queue string, items []any, stdout io.Writer) error {

@@ -82,8 +82,10 @@ func EncodeJob(class string, args []any) ([]byte, error) {
 
 // AppendChunk appends the payload of one chunk: a Resque job whose class is
 // the function and whose "gomap" object carries the batch, the index of the
-// first item and the items (a JSON array, already encoded).
-func AppendChunk(dst []byte, class, batch string, start int64, items []byte) ([]byte, error) {
+// first item and the items (a JSON array, already encoded). A limitMS > 0 is
+// each item's time limit in milliseconds, written as "limit_ms" after the
+// items; 0 writes no limit.
+func AppendChunk(dst []byte, class, batch string, start int64, items []byte, limitMS int64) ([]byte, error) {
 	var err error
 	dst = append(dst, `{"class":`...)
 	if dst, err = jsontext.AppendQuote(dst, class); err != nil {
@@ -97,16 +99,22 @@ func AppendChunk(dst []byte, class, batch string, start int64, items []byte) ([]
 	dst = strconv.AppendInt(dst, start, 10)
 	dst = append(dst, `,"items":`...)
 	dst = append(dst, items...)
+	if limitMS > 0 {
+		dst = append(dst, `,"limit_ms":`...)
+		dst = strconv.AppendInt(dst, limitMS, 10)
+	}
 	return append(dst, "}}"...), nil
 }
 
 // Item error kinds, the "kind" of an ItemError.
 const (
-	KindError     = "error"            // the function returned an error
-	KindPanic     = "panic"            // the function panicked; Stack has the goroutine stack
-	KindArguments = "arguments"        // the item's arguments do not fit the function
-	KindUnknown   = "unknown_function" // no function of that name is registered
-	KindResult    = "result"           // the result has no JSON form (NaN, a channel, …)
+	KindError        = "error"            // the function returned an error
+	KindPanic        = "panic"            // the function panicked; Stack has the goroutine stack
+	KindArguments    = "arguments"        // the item's arguments do not fit the function
+	KindUnknown      = "unknown_function" // no function of that name is registered
+	KindResult       = "result"           // the result has no JSON form (NaN, a channel, …)
+	KindTimeout      = "timeout"          // the call ran past its time limit and was abandoned
+	KindRequeueLimit = "requeue_limit"    // the chunk went back to its queue too often (see RequeueScript)
 )
 
 // ItemError is the outcome of an item that failed.

@@ -89,6 +89,14 @@ func (k Keys) Inflight(q, proc string) string {
 	return k.NS + "gomap:inflight:{" + k.Queue(q) + "}:" + proc
 }
 
+// Requeues is the hash of how often each payload of queue q went back to it
+// (field: the payload's SHA-1 in hex). Its hash tag is the queue key.
+func (k Keys) Requeues(q string) string { return k.NS + "gomap:requeues:{" + k.Queue(q) + "}" }
+
+// Poison is the list of queue q's payloads that went back to it too often,
+// until a worker moves them to the failed list. Its hash tag is the queue key.
+func (k Keys) Poison(q string) string { return k.NS + "gomap:poison:{" + k.Queue(q) + "}" }
+
 // ReaperLock is held by the one worker that reaps dead workers this round.
 func (k Keys) ReaperLock() string { return k.NS + "gomap:reaper" }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -26,24 +28,40 @@ type Chunk struct {
 	Batch   string
 	Start   int64
 	Items   [][]byte // raw JSON of each item; sub-slices of the payload
+	LimitMS int64    // "limit_ms": each item's time limit in milliseconds; 0 when absent
 }
+
+// MaxBatchID is the longest batch id a chunk may carry, in bytes. Clients
+// write 32 hex digits.
+const MaxBatchID = 128
 
 // DecodePayload decodes p without copying item bytes: Chunk.Items point into p.
 func DecodePayload(p []byte) (Payload, error) {
 	var out Payload
-	// Duplicate-name checks cost time on every object item and protect nothing
-	// here; invalid UTF-8 stays an error.
+	// The decoder's duplicate-name checks would cost time on every object in
+	// the arguments and items, where they protect nothing: object checks the
+	// names of the payload and "gomap" objects alone. Invalid UTF-8 stays an
+	// error everywhere.
 	// From a bytes.Buffer the decoder parses p in place, without copying it.
 	dec := jsontext.NewDecoder(bytes.NewBuffer(p), jsontext.AllowDuplicateNames(true))
 	d := payloadDecoder{dec: dec, src: p}
-	if err := d.object(func(name string) error { return d.payloadField(name, &out) }); err != nil {
+	if err := d.object("the payload", func(name string) error { return d.payloadField(name, &out) }); err != nil {
 		return out, fmt.Errorf("%w: %v", ErrPayload, err)
+	}
+	// A second object, or anything but whitespace, after the first: which
+	// one the producer meant is unclear.
+	if end := dec.InputOffset(); !isEOF(dec) {
+		return out, fmt.Errorf("%w: more data after the JSON object, which ends at byte %d of %d", ErrPayload, end, len(p))
 	}
 	if out.Class == "" {
 		return out, fmt.Errorf("%w: no \"class\"", ErrPayload)
 	}
 	if c := out.Chunk; c != nil && c.Batch == "" {
 		return out, fmt.Errorf("%w: gomap chunk without \"batch\"", ErrPayload)
+	}
+	if c := out.Chunk; c != nil && len(c.Batch) > MaxBatchID {
+		// It names keys, and log lines quote it.
+		return out, fmt.Errorf("%w: the \"batch\" id is %d bytes, more than %d", ErrPayload, len(c.Batch), MaxBatchID)
 	}
 	return out, nil
 }
@@ -54,8 +72,9 @@ type payloadDecoder struct {
 }
 
 // object reads one JSON object, calling field for each name with the decoder
-// positioned at its value; field must consume the value.
-func (d *payloadDecoder) object(field func(name string) error) error {
+// positioned at its value; field must consume the value. A name given twice
+// is an error: which value counts would be ambiguous.
+func (d *payloadDecoder) object(what string, field func(name string) error) error {
 	tok, err := d.dec.ReadToken()
 	if err != nil {
 		return err
@@ -63,17 +82,68 @@ func (d *payloadDecoder) object(field func(name string) error) error {
 	if tok.Kind() != '{' {
 		return fmt.Errorf("want a JSON object, got %v", tok.Kind())
 	}
+	var seen names
 	for d.dec.PeekKind() == '"' {
-		name, err := d.dec.ReadToken()
+		tok, err := d.dec.ReadToken()
 		if err != nil {
 			return err
 		}
-		if err := field(name.String()); err != nil {
+		name := tok.String()
+		if !seen.add(name) {
+			return fmt.Errorf("the name %s comes twice in %s: which value counts is ambiguous", quoteShort(name), what)
+		}
+		if err := field(name); err != nil {
 			return err
 		}
 	}
 	_, err = d.dec.ReadToken() // '}' or the syntax error that stopped the loop
 	return err
+}
+
+// isEOF reports whether only whitespace is left.
+func isEOF(dec *jsontext.Decoder) bool {
+	_, err := dec.ReadToken()
+	return err == io.EOF
+}
+
+// names is the set of names of one object: a few, in a slice; many, in a map.
+type names struct {
+	few  []string
+	many map[string]struct{}
+}
+
+// add adds name and reports whether it was new.
+func (n *names) add(name string) bool {
+	if n.many != nil {
+		if _, ok := n.many[name]; ok {
+			return false
+		}
+		n.many[name] = struct{}{}
+		return true
+	}
+	for _, s := range n.few {
+		if s == name {
+			return false
+		}
+	}
+	if len(n.few) < 16 {
+		n.few = append(n.few, name)
+		return true
+	}
+	n.many = make(map[string]struct{}, 2*len(n.few))
+	for _, s := range n.few {
+		n.many[s] = struct{}{}
+	}
+	n.many[name] = struct{}{}
+	return true
+}
+
+// quoteShort quotes s for a message, cut to its first 64 bytes.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // raw returns the next value as a sub-slice of the source.
@@ -99,7 +169,7 @@ func (d *payloadDecoder) payloadField(name string, out *Payload) error {
 			return d.dec.SkipValue()
 		}
 		out.Chunk = &Chunk{}
-		return d.object(func(name string) error { return d.chunkField(name, out.Chunk) })
+		return d.object(`"gomap"`, func(name string) error { return d.chunkField(name, out.Chunk) })
 	default:
 		return d.dec.SkipValue()
 	}
@@ -121,6 +191,14 @@ func (d *payloadDecoder) chunkField(name string, c *Chunk) error {
 		return nil
 	case "items":
 		return d.items(c)
+	case "limit_ms":
+		if err := d.int(&c.LimitMS, "limit_ms"); err != nil {
+			return err
+		}
+		if c.LimitMS < 0 {
+			return errors.New(`"limit_ms" is negative`)
+		}
+		return nil
 	default:
 		return d.dec.SkipValue()
 	}

@@ -20,53 +20,51 @@ end
 return 1
 `
 
-// CollectScript takes completed chunks off a batch. A client sends it right
-// behind a BLMOVE of the done list into the taken list, in one pipeline: the
-// BLMOVE blocks until a chunk completes, then this script runs at once. It
-// takes the starts in the taken list, pops up to ARGV[1] more from done, and
-// returns each start with its outcome, deleting the outcome from the results
-// hash so a long batch keeps Redis memory bounded. A start whose outcome is
-// missing (a chunk that ran twice and was taken already) comes back with a
-// nil outcome.
+// CollectScript takes completed chunks off a batch, exactly once. A client
+// sends it right behind a BLMOVE of the done list into the taken list, in one
+// pipeline: the BLMOVE blocks until a chunk completes, then this script runs
+// at once.
 //
-// ARGV[3…], when given, are the starts of every chunk the client still waits
-// for: if all of them come back now, the batch is complete, its keys are
-// deleted and the reply ends with an extra "finished". Otherwise, with
-// ARGV[2] > 0, the batch's keys get that TTL again.
+// The taken list holds the starts delivered to the client but not yet
+// acknowledged. ARGV[3…] are the client's acknowledgements: every start its
+// previous reply brought. The script deletes their outcomes and drops them
+// from taken, pops up to ARGV[1] more starts from done onto taken, and
+// returns every start on taken with its outcome. A reply lost on the way
+// (a dropped connection) loses nothing: the client sends the same
+// acknowledgements again and gets those starts again. A start whose outcome
+// is missing (a chunk that ran twice, its outcome taken already) comes back
+// with a nil outcome. With ARGV[2] > 0, the batch's keys get that TTL again.
+// When the meta key is gone (the batch expired, or Redis lost it in a
+// restart or failover), the reply is the one string "lost".
 //
 //	KEYS[1] done   KEYS[2] results   KEYS[3] meta   KEYS[4] taken
-//	ARGV[1] most starts to pop   ARGV[2] TTL in ms (0: leave)   ARGV[3…] the last starts
-//	returns start1, outcome1, start2, outcome2, … [, "finished"]
+//	ARGV[1] most starts to pop   ARGV[2] TTL in ms (0: leave)   ARGV[3…] acknowledged starts
+//	returns start1, outcome1, start2, outcome2, …   or   "lost"
 const CollectScript = `
-local starts = redis.call('LRANGE', KEYS[4], 0, -1)
-redis.call('DEL', KEYS[4])
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'lost'} end
+local acked = {}
+for i = 3, #ARGV do
+  acked[ARGV[i]] = true
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+local starts = {}
+for _, s in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+  if not acked[s] then starts[#starts + 1] = s end
+end
 local popped = redis.call('LPOP', KEYS[1], ARGV[1])
 if popped then
-  for _, s in ipairs(popped) do starts[#starts + 1] = s end
+  for _, s in ipairs(popped) do
+    if not acked[s] then starts[#starts + 1] = s end
+  end
 end
-local out, got = {}, {}
+redis.call('DEL', KEYS[4])
+for i = 1, #starts, 1000 do
+  redis.call('RPUSH', KEYS[4], unpack(starts, i, math.min(i + 999, #starts)))
+end
+local out = {}
 for _, s in ipairs(starts) do
-  local v = redis.call('HGET', KEYS[2], s)
-  if v then
-    redis.call('HDEL', KEYS[2], s)
-    got[s] = true
-  end
   out[#out + 1] = s
-  out[#out + 1] = v
-end
-if #ARGV >= 3 then
-  local all = true
-  for i = 3, #ARGV do
-    if not got[ARGV[i]] then
-      all = false
-      break
-    end
-  end
-  if all then
-    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-    out[#out + 1] = 'finished'
-    return out
-  end
+  out[#out + 1] = redis.call('HGET', KEYS[2], s)
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
@@ -75,15 +73,79 @@ end
 return out
 `
 
+// SubmitScript creates a batch's meta key and pushes a group of its chunks,
+// exactly once: the meta field "submitted" counts the chunks pushed so far,
+// so a group sent again after its reply was lost is not pushed twice. It
+// returns the number of chunks submitted after the call, or "lost" when meta
+// is gone after the first group. It names keys of several hash slots, so a
+// client uses it on a single Redis only; on a Redis Cluster it writes meta
+// first, then pushes the chunks with RPUSH (a retry may queue a chunk twice).
+//
+//	KEYS[1] meta   KEYS[2] queues   KEYS[3] queue
+//	ARGV[1] TTL ms   ARGV[2] function   ARGV[3] queue name   ARGV[4] items (-1: unknown)
+//	ARGV[5] created (unix seconds)   ARGV[6] chunks before this group   ARGV[7] client ("go", "python")
+//	ARGV[8…] payloads
+const SubmitScript = `
+local offset = tonumber(ARGV[6])
+local n = #ARGV - 7
+local submitted = redis.call('HGET', KEYS[1], 'submitted')
+if submitted then
+  submitted = tonumber(submitted)
+  if submitted >= offset + n then return submitted end
+elseif offset > 0 then
+  return 'lost'
+else
+  redis.call('HSET', KEYS[1], 'function', ARGV[2], 'queue', ARGV[3], 'items', ARGV[4],
+    'created', ARGV[5], 'client', ARGV[7], 'submitted', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  submitted = 0
+end
+if submitted ~= offset then
+  return redis.error_reply('gomap submit: ' .. submitted .. ' chunks submitted, this group starts at ' .. offset)
+end
+if n > 0 then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  for i = 8, #ARGV, 1000 do
+    redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  redis.call('HSET', KEYS[1], 'submitted', offset + n)
+end
+return offset + n
+`
+
 // RequeueScript moves every in-flight job of a dead or stopping worker back to
 // the head of its queue in one step, oldest first, so a worker blocked on the
 // queue takes them in their original order.
 //
-//	KEYS[1] in-flight list   KEYS[2] queue (same cluster slot by the hash tag)
-//	returns the number of jobs moved
+// It counts the requeues of each payload in a hash, under the SHA-1 of the
+// payload. A payload requeued more than ARGV[1] times is poison: it goes to
+// the poison list instead, and its count is dropped; the worker then turns
+// it into a failed entry (or a chunk's outcome). ARGV[1] < 0 counts nothing.
+// The hash expires ARGV[2] ms after its last requeue.
+//
+//	KEYS[1] in-flight list   KEYS[2] queue   KEYS[3] requeue counts   KEYS[4] poison list
+//	(one cluster slot: the queue key is the hash tag of the others)
+//	ARGV[1] most requeues of a payload   ARGV[2] TTL of the counts in ms
+//	returns {jobs moved to the queue, jobs moved to the poison list}
 const RequeueScript = `
 local jobs = redis.call('LRANGE', KEYS[1], 0, -1)
-for i = #jobs, 1, -1 do redis.call('LPUSH', KEYS[2], jobs[i]) end
+local most = tonumber(ARGV[1])
+local moved, poison = 0, 0
+for i = #jobs, 1, -1 do
+  local n = 0
+  if most >= 0 then
+    n = redis.call('HINCRBY', KEYS[3], redis.sha1hex(jobs[i]), 1)
+  end
+  if most >= 0 and n > most then
+    redis.call('HDEL', KEYS[3], redis.sha1hex(jobs[i]))
+    redis.call('LPUSH', KEYS[4], jobs[i])
+    poison = poison + 1
+  else
+    redis.call('LPUSH', KEYS[2], jobs[i])
+    moved = moved + 1
+  end
+end
 redis.call('DEL', KEYS[1])
-return #jobs
+if most >= 0 and #jobs > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+return {moved, poison}
 `

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
@@ -28,29 +27,36 @@ type Options struct {
 	TLSCertPath string
 	// InsecureTLS skips verification of the server certificate (rediss:// only).
 	InsecureTLS bool
+	// TLSClientCert and TLSClientKey are PEM files of a certificate and its
+	// key that the client presents to the server (rediss:// only), for a
+	// server with tls-auth-clients yes. Both or neither.
+	TLSClientCert string
+	TLSClientKey  string
 	// Connections caps the connections of the client's pool; 0 leaves go-redis'
 	// default.
 	Connections int
-}
-
-// Redacted returns uri with its password replaced by "xxxxx", for messages.
-func Redacted(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return "<unparsable URI>"
-	}
-	return u.Redacted()
+	// ContextTimeout makes every command's socket deadlines follow its
+	// context's deadline (go-redis' ContextTimeoutEnabled), so a call with a
+	// deadline returns by it even while the server stalls.
+	ContextTimeout bool
 }
 
 // Parse checks o and returns the go-redis options of a single-node client.
+// Its errors never show the password of o.URI, even when o.URI does not
+// parse.
 func Parse(o Options) (*redis.Options, error) {
 	opt, err := redis.ParseURL(o.URI)
 	if err != nil {
-		return nil, fmt.Errorf("redis URI %s: %w", Redacted(o.URI), err)
+		if p := split(o.URI); p.hasPassword && strings.ContainsAny(o.URI[p.passStart:p.passEnd], "/?#") {
+			return nil, setupErrorf("redis URI %s: if the password holds '/', '?' or '#', percent-encode them (%%2F, %%3F, %%23)",
+				Redacted(o.URI))
+		}
+		return nil, fmt.Errorf("redis URI %s: %w", Redacted(o.URI), redactErr(o.URI, err))
 	}
-	if o.TLSCertPath != "" || o.InsecureTLS {
+	if o.TLSCertPath != "" || o.InsecureTLS || o.TLSClientCert != "" || o.TLSClientKey != "" {
 		if opt.TLSConfig == nil {
-			return nil, fmt.Errorf("redis URI %s: -tls-cert and -insecure-tls need a rediss:// URI", Redacted(o.URI))
+			return nil, fmt.Errorf("redis URI %s: -tls-cert, -insecure-tls, -tls-client-cert and -tls-client-key need a rediss:// URI",
+				Redacted(o.URI))
 		}
 		if err := configureTLS(opt.TLSConfig, o); err != nil {
 			return nil, err
@@ -64,11 +70,22 @@ func Parse(o Options) (*redis.Options, error) {
 	// push-notification machinery (maintenance notifications, client-side
 	// caching), which a worker has no use for.
 	opt.Protocol = 2
+	opt.ContextTimeoutEnabled = o.ContextTimeout
 	return opt, nil
 }
 
 func configureTLS(cfg *tls.Config, o Options) error {
 	cfg.InsecureSkipVerify = o.InsecureTLS // asked for with -insecure-tls
+	if (o.TLSClientCert == "") != (o.TLSClientKey == "") {
+		return errors.New("tls client certificate: give both -tls-client-cert and -tls-client-key, or neither")
+	}
+	if o.TLSClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSClientCert, o.TLSClientKey)
+		if err != nil {
+			return fmt.Errorf("tls client certificate %s, key %s: %w", o.TLSClientCert, o.TLSClientKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
 	if o.TLSCertPath == "" {
 		return nil
 	}
@@ -94,6 +111,7 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	asked := watchCertRequests(opt.TLSConfig)
 	single := redis.NewClient(opt)
 	// One section per INFO: Redis 6.2 takes no list of sections.
 	info, err := single.Info(ctx, "server").Result()
@@ -103,7 +121,8 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 		info += cluster
 	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), err), single.Close())
+		err = certRefused(err, asked, opt.TLSConfig != nil && len(opt.TLSConfig.Certificates) > 0)
+		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), redactErr(o.URI, err)), single.Close())
 	}
 	if err := checkVersion(info); err != nil {
 		return nil, errors.Join(fmt.Errorf("redis %s: %w", Redacted(o.URI), err), single.Close())
@@ -115,7 +134,7 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	if opt.DB != 0 {
-		return nil, fmt.Errorf("redis %s: a Redis Cluster has only database 0", Redacted(o.URI))
+		return nil, setupErrorf("redis %s: a Redis Cluster has only database 0; drop the database from the URI", Redacted(o.URI))
 	}
 	return redis.NewClusterClient(ClusterOptions(opt)), nil
 }
@@ -132,6 +151,8 @@ func ClusterOptions(opt *redis.Options) *redis.ClusterOptions {
 		MaxActiveConns: opt.MaxActiveConns,
 		Dialer:         opt.Dialer,
 		Protocol:       opt.Protocol,
+
+		ContextTimeoutEnabled: opt.ContextTimeoutEnabled,
 	}
 }
 
@@ -142,7 +163,7 @@ func checkVersion(info string) error {
 			continue
 		}
 		if versionLess(v, MinVersion) {
-			return fmt.Errorf("redis %s is too old: gomap needs %s or newer", v, MinVersion)
+			return setupErrorf("redis %s is too old: gomap needs %s or newer", v, MinVersion)
 		}
 		return nil
 	}
