@@ -28,6 +28,11 @@ type Options struct {
 	TLSCertPath string
 	// InsecureTLS skips verification of the server's certificate.
 	InsecureTLS bool
+	// TLSClientCertPath and TLSClientKeyPath are PEM files of a certificate
+	// and its key to present to the server (rediss://, for a server with
+	// tls-auth-clients yes). Both or neither.
+	TLSClientCertPath string
+	TLSClientKeyPath  string
 }
 
 // Client enqueues jobs and maps functions over slices.
@@ -35,31 +40,39 @@ type Client struct {
 	rdb  redis.UniversalClient
 	keys protocol.Keys
 	owns bool
+	bg   *background
 }
 
-// Dial connects to the server of o.
+// Dial connects to the server of o. Every command's socket deadlines follow
+// its context's deadline, so a call with a deadline returns by it even while
+// Redis stalls.
 func Dial(ctx context.Context, o Options) (*Client, error) {
 	if o.URI == "" {
 		o.URI = "redis://localhost:6379/"
 	}
-	rdb, err := rconn.Open(ctx, rconn.Options{URI: o.URI, TLSCertPath: o.TLSCertPath, InsecureTLS: o.InsecureTLS})
+	rdb, err := rconn.Open(ctx, rconn.Options{URI: o.URI, TLSCertPath: o.TLSCertPath, InsecureTLS: o.InsecureTLS,
+		TLSClientCert: o.TLSClientCertPath, TLSClientKey: o.TLSClientKeyPath, ContextTimeout: true})
 	if err != nil {
 		return nil, err
 	}
-	return &Client{rdb: rdb, keys: protocol.NewKeys(o.Namespace), owns: true}, nil
+	return &Client{rdb: rdb, keys: protocol.NewKeys(o.Namespace), owns: true, bg: newBackground()}, nil
 }
 
-// New returns a client on rdb (which it does not close) for namespace.
+// New returns a client on rdb (which it does not close) for namespace. Give
+// rdb ContextTimeoutEnabled for Map to return by its ctx's deadline while
+// Redis stalls.
 func New(rdb redis.UniversalClient, namespace string) *Client {
-	return &Client{rdb: rdb, keys: protocol.NewKeys(namespace)}
+	return &Client{rdb: rdb, keys: protocol.NewKeys(namespace), bg: newBackground()}
 }
 
-// Close closes the connection Dial opened.
+// Close stops the cancels Map left to run in the background, returning the
+// errors of those that failed, and closes the connection Dial opened.
 func (c *Client) Close() error {
+	err := c.bg.close()
 	if c.owns {
-		return c.rdb.Close()
+		return errors.Join(err, c.rdb.Close())
 	}
-	return nil
+	return err
 }
 
 // Enqueue pushes a plain Resque job as Ruby's Resque.enqueue does: SADD the

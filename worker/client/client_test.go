@@ -196,10 +196,7 @@ func TestMapTimeoutCancelsTheBatch(t *testing.T) {
 	c := dial(t, srv.URI)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	items := make([]any, 20)
-	for i := range items {
-		items[i] = 30.0 // seconds: the worker stops them when the batch is cancelled
-	}
+	items := repeat(30.0, 20) // seconds: the worker stops them when the batch is cancelled
 	_, err := c.Map(ctx, "samplesleep", items, &client.MapOptions{ChunkSize: 1})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)

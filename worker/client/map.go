@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -26,19 +28,51 @@ type MapOptions struct {
 	// cleaning up; a waiting client keeps renewing it. default: 1h
 	TTL time.Duration
 	// NoWorkersAfter is how long Map waits without progress before it checks
-	// that a live worker takes the queue, failing with ErrNoWorkers if none
-	// does. default: 3s
+	// that a live worker takes the queue. A batch that has never seen a live
+	// worker then fails with ErrNoWorkers. default: 3s
 	NoWorkersAfter time.Duration
+	// WaitForWorkers is how long a batch that has seen a live worker on its
+	// queue (or a completed chunk) waits for one to come back (a rolling
+	// restart) before it fails with ErrNoWorkers, counted from the first
+	// check that finds none. default: 60s
+	WaitForWorkers time.Duration
+	// StallTolerance is, when ctx has no deadline, how long Map keeps
+	// retrying while Redis fails or does not answer (a restart, a stall, a
+	// failover) before it returns the last error. With a deadline, Map
+	// retries until the deadline. default: 60s
+	StallTolerance time.Duration
+	// ItemTimeout, when > 0, is sent with every chunk as the time limit of
+	// each of its items (millisecond precision, rounded up): an item that
+	// runs longer fails with a TaskError of kind "timeout".
+	ItemTimeout time.Duration
+	// MaxPayload is the largest chunk payload, in bytes, that Map sends; a
+	// bigger chunk fails with ErrChunkTooLarge before anything is submitted.
+	// default: the smallest limit the live workers on the queue advertise,
+	// or, without them, the workers' default of 16 MiB
+	MaxPayload int
 }
 
 // ErrNoWorkers is returned by Map when no live worker takes the batch's queue.
 var ErrNoWorkers = errors.New("no worker")
 
+// ErrUnknownFunction is returned by Map, before it submits anything, when no
+// live worker offers the function: none of those on the batch's queue, or,
+// when no live worker takes that queue, none at all.
+var ErrUnknownFunction = errors.New("unknown function")
+
+// ErrBatchLost is returned by Map when the batch's keys vanished from Redis
+// while Map waited for it.
+var ErrBatchLost = errors.New("batch lost")
+
+// ErrChunkTooLarge is returned by Map, before it submits anything, when a
+// chunk's payload is larger than MapOptions.MaxPayload.
+var ErrChunkTooLarge = errors.New("chunk too large")
+
 // TaskError is the failure of one item of a batch.
 type TaskError struct {
 	Index    int64  // the item's index
 	Function string // the function's name
-	Kind     string // error, panic, arguments, unknown_function or result
+	Kind     string // error, panic, arguments, unknown_function, result, timeout or requeue_limit
 	Message  string // the Go error text
 	Stack    string // the Go stack, for a panic
 }
@@ -52,6 +86,16 @@ func (e *TaskError) Error() string {
 // positional arguments; any other item is its only argument. The first item
 // that fails ends Map with a *TaskError, after the rest of the batch is
 // cancelled; so does ctx ending, with ctx's error.
+//
+// Map retries transient Redis failures (a dropped connection, a restart, a
+// stall, a failover) until ctx's deadline or, without one, for
+// MapOptions.StallTolerance. Every round trip may be sent again: an outcome
+// whose reply was lost is asked for again, so each arrives exactly once, and
+// chunks are queued once. On a client from Dial, ctx's deadline bounds Map
+// even while Redis does not answer. A batch whose keys vanish from Redis
+// ends Map with ErrBatchLost within about a second. Workers that go away
+// after the batch has seen one are waited for, up to
+// MapOptions.WaitForWorkers.
 func (c *Client) Map(ctx context.Context, function string, items []any, o *MapOptions) ([]jsontext.Value, error) {
 	if o == nil {
 		o = &MapOptions{}
@@ -60,12 +104,16 @@ func (c *Client) Map(ctx context.Context, function string, items []any, o *MapOp
 	if err != nil {
 		return nil, err
 	}
-	if err := b.submit(ctx, items); err != nil {
-		return nil, errors.Join(err, b.cancel())
+	payloads, err := b.encode(items)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.submit(ctx, payloads); err != nil {
+		return nil, errors.Join(err, b.cancel(ctx))
 	}
 	out, err := b.collect(ctx)
 	if err != nil {
-		return nil, errors.Join(err, b.cancel())
+		return nil, errors.Join(err, b.cancel(ctx))
 	}
 	return out, b.finish(ctx)
 }
@@ -86,21 +134,28 @@ func MapAs[R any](ctx context.Context, c *Client, function string, items []any, 
 }
 
 type batch struct {
-	c        *Client
-	id       string
-	function string
-	queue    string
-	o        MapOptions
-	n        int
-	pending  map[int64]string // start → payload of chunks not yet done
-	sizes    map[int64]int
-	meta     string
-	results  string
-	done     string
-	taken    string
-	keysGone bool // the collect script deleted the batch's keys with its last chunk
+	c           *Client
+	id          string
+	function    string
+	queue       string
+	o           MapOptions
+	n           int
+	pending     map[int64]string // start → payload of chunks not yet received
+	sizes       map[int64]int
+	acks        []any     // the starts the last collect reply brought, acknowledged by the next
+	seen        bool      // a live worker took the queue at some point
+	absent      time.Time // when a check first found no live worker, since the last that found one
+	elsewhere   []string  // the other queues of live workers that offer the function
+	limitFrom   string    // where o.MaxPayload came from, for messages
+	unreachable bool      // Redis failed for StallTolerance: a cancel gets only cancelGrace
+	meta        string
+	results     string
+	done        string
+	taken       string
 }
 
+// newBatch fills in o's defaults and checks, before anything is submitted,
+// that the workers on the queue offer the function.
 func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOptions) (*batch, error) {
 	if o.Queue == "" {
 		o.Queue = function
@@ -114,24 +169,81 @@ func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOpti
 	if o.NoWorkersAfter <= 0 {
 		o.NoWorkersAfter = 3 * time.Second
 	}
-	if o.ChunkSize <= 0 {
-		procs, err := c.Workers(ctx, o.Queue)
-		if err != nil {
-			return nil, err
-		}
-		o.ChunkSize = AutoChunkSize(n, len(procs))
+	if o.WaitForWorkers <= 0 {
+		o.WaitForWorkers = time.Minute
+	}
+	if o.StallTolerance <= 0 {
+		o.StallTolerance = time.Minute
 	}
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, err
 	}
 	id := hex.EncodeToString(raw[:])
-	return &batch{
+	b := &batch{
 		c: c, id: id, function: function, queue: o.Queue, o: o, n: n,
 		pending: map[int64]string{}, sizes: map[int64]int{},
 		meta: c.keys.BatchMeta(id), results: c.keys.BatchResults(id), done: c.keys.BatchDone(id),
 		taken: c.keys.BatchTaken(id),
-	}, nil
+	}
+	var all []protocol.Process
+	err := b.retry(ctx, "reading the workers", func(ctx context.Context) error {
+		var err error
+		all, err = c.Workers(ctx, "")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	offers := func(p protocol.Process) bool { return slices.Contains(p.Functions, function) }
+	onQueue := slices.DeleteFunc(slices.Clone(all), func(p protocol.Process) bool { return !slices.Contains(p.Queues, o.Queue) })
+	switch {
+	case len(onQueue) > 0 && !slices.ContainsFunc(onQueue, offers):
+		return nil, b.unknownFunction(onQueue, fmt.Sprintf("none of the %d live workers on queue %q", len(onQueue), o.Queue))
+	case len(all) > 0 && !slices.ContainsFunc(all, offers):
+		return nil, b.unknownFunction(all, fmt.Sprintf("no live worker takes queue %q, and none of the %d live workers on other queues", o.Queue, len(all)))
+	case len(onQueue) > 0:
+		b.seen = true
+	}
+	for _, p := range all {
+		if offers(p) {
+			b.elsewhere = append(b.elsewhere, p.Queues...)
+		}
+	}
+	slices.Sort(b.elsewhere)
+	b.elsewhere = slices.Compact(b.elsewhere)
+	if b.o.ChunkSize <= 0 {
+		b.o.ChunkSize = AutoChunkSize(n, len(onQueue))
+	}
+	b.limitFrom = "MapOptions.MaxPayload"
+	if b.o.MaxPayload <= 0 {
+		b.o.MaxPayload, b.limitFrom = protocol.DefaultMaxPayload, "the workers' default max payload"
+		if limits := maxPayloads(onQueue); len(limits) > 0 {
+			b.o.MaxPayload, b.limitFrom = slices.Min(limits), "the max payload of the workers on the queue"
+		}
+	}
+	return b, nil
+}
+
+// maxPayloads are the payload limits procs advertise (older workers do not).
+func maxPayloads(procs []protocol.Process) []int {
+	var limits []int
+	for _, p := range procs {
+		if p.MaxPayload > 0 {
+			limits = append(limits, p.MaxPayload)
+		}
+	}
+	return limits
+}
+
+func (b *batch) unknownFunction(procs []protocol.Process, who string) error {
+	var offered []string
+	for _, p := range procs {
+		offered = append(offered, p.Functions...)
+	}
+	slices.Sort(offered)
+	return fmt.Errorf("%w %q: %s in namespace %q offers it; they offer: %s (register it with the workers and restart them)",
+		ErrUnknownFunction, b.function, who, b.c.keys.NS, strings.Join(slices.Compact(offered), ", "))
 }
 
 // AutoChunkSize is the chunk size for n items and the given number of worker
@@ -140,47 +252,106 @@ func AutoChunkSize(n, workers int) int {
 	return min(max(1, (n+4*max(workers, 1)-1)/(4*max(workers, 1))), 10_000)
 }
 
-func (b *batch) submit(ctx context.Context, items []any) error {
+// encode cuts items into chunk payloads, refusing any larger than MaxPayload.
+func (b *batch) encode(items []any) ([]any, error) {
+	var limitMS int64
+	if b.o.ItemTimeout > 0 {
+		limitMS = int64((b.o.ItemTimeout + time.Millisecond - 1) / time.Millisecond)
+	}
 	var payloads []any
 	for lo := 0; lo < len(items); lo += b.o.ChunkSize {
 		hi := min(lo+b.o.ChunkSize, len(items))
 		enc, err := protocol.Marshal(items[lo:hi])
 		if err != nil {
-			return fmt.Errorf("items %d–%d: %w", lo, hi-1, err)
+			return nil, fmt.Errorf("items %d–%d: %w", lo, hi-1, err)
 		}
-		p, err := protocol.AppendChunk(nil, b.function, b.id, int64(lo), enc)
+		p, err := protocol.AppendChunk(nil, b.function, b.id, int64(lo), enc, limitMS)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if len(p) > b.o.MaxPayload {
+			return nil, fmt.Errorf("%w: the chunk of items %d–%d is %d bytes, over the limit of %d (%s): use a smaller MapOptions.ChunkSize (now %d)",
+				ErrChunkTooLarge, lo, hi-1, len(p), b.o.MaxPayload, b.limitFrom, b.o.ChunkSize)
 		}
 		b.pending[int64(lo)] = string(p)
 		b.sizes[int64(lo)] = hi - lo
 		payloads = append(payloads, p)
 	}
-	meta := func(pipe redis.Pipeliner) {
-		pipe.HSet(ctx, b.meta, "function", b.function, "queue", b.queue, "items", b.n,
-			"created", time.Now().Unix(), "client", "go")
-		pipe.PExpire(ctx, b.meta, b.o.TTL)
+	return payloads, nil
+}
+
+// submitGroup bounds the payloads and bytes of one SubmitScript call, so a
+// big batch neither blocks Redis long nor needs much of its memory at once.
+const (
+	submitGroupChunks = 1000
+	submitGroupBytes  = 8 << 20
+)
+
+// submit creates the batch's meta key and pushes its chunks. On one Redis
+// it does so with protocol.SubmitScript, in groups, each safe to send again. A worker
+// skips a chunk whose batch has no meta key, so meta must exist before the
+// first chunk does; a Redis Cluster keeps meta and the queue on different
+// nodes, so there meta is written first, on its own, and the chunks after
+// (sent again after a lost reply, a chunk may then be queued twice and run
+// twice, which its outcome's start index makes harmless).
+func (b *batch) submit(ctx context.Context, payloads []any) error {
+	if len(payloads) == 0 {
+		return nil // nothing to wait for: Map returns at once
 	}
-	// A worker skips a chunk whose batch has no meta key, so meta must exist
-	// before the first chunk does. One connection runs a pipeline in order;
-	// a cluster pipeline runs on several nodes at once, so there meta goes first.
-	_, cluster := b.c.rdb.(*redis.ClusterClient)
-	if cluster {
-		if _, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error { meta(pipe); return nil }); err != nil {
+	if _, cluster := b.c.rdb.(*redis.ClusterClient); cluster {
+		return b.submitCluster(ctx, payloads)
+	}
+	keys := []string{b.meta, b.c.keys.Queues(), b.c.keys.Queue(b.queue)}
+	created := time.Now().Unix()
+	for offset := 0; offset < len(payloads); {
+		end, size := offset, 0
+		for end < len(payloads) && end-offset < submitGroupChunks {
+			if size += len(payloads[end].([]byte)); end > offset && size > submitGroupBytes {
+				break
+			}
+			end++
+		}
+		args := []any{b.o.TTL.Milliseconds(), b.function, b.queue, b.n, created, offset, "go"}
+		args = append(args, payloads[offset:end]...)
+		err := b.retry(ctx, "submitting", func(ctx context.Context) error {
+			r, err := b.c.rdb.Eval(ctx, protocol.SubmitScript, keys, args...).Result()
+			if err != nil {
+				return err
+			}
+			if r == "lost" {
+				return b.lostError()
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
+		offset = end
 	}
-	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		if !cluster {
-			meta(pipe)
-		}
-		if len(payloads) > 0 {
+	return nil
+}
+
+func (b *batch) submitCluster(ctx context.Context, payloads []any) error {
+	err := b.retry(ctx, "submitting", func(ctx context.Context) error {
+		_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.HSet(ctx, b.meta, "function", b.function, "queue", b.queue, "items", b.n,
+				"created", time.Now().Unix(), "client", "go")
+			pipe.PExpire(ctx, b.meta, b.o.TTL)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return b.retry(ctx, "submitting", func(ctx context.Context) error {
+		_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			pipe.SAdd(ctx, b.c.keys.Queues(), b.queue)
 			pipe.RPush(ctx, b.c.keys.Queue(b.queue), payloads...)
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
-	return err
 }
 
 // collect waits for every chunk, blocking on the batch's done list.
@@ -188,17 +359,30 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 	out := make([]jsontext.Value, b.n)
 	lastProgress := time.Now()
 	for len(b.pending) > 0 {
-		got, err := b.take(ctx, out)
+		got := 0
+		block := true
+		err := b.retry(ctx, "waiting for its chunks", func(ctx context.Context) error {
+			var err error
+			got, err = b.take(ctx, out, block)
+			// Sent again, the same acknowledgements bring back the starts a
+			// lost reply held at once: no need to block for more.
+			block = false
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
 		if got > 0 {
 			lastProgress = time.Now()
+			b.seen, b.absent = true, time.Time{}
 		} else if time.Since(lastProgress) > b.o.NoWorkersAfter {
-			if err := b.checkWorkers(ctx); err != nil {
+			live, err := b.checkWorkers(ctx)
+			if err != nil {
 				return nil, err
 			}
-			lastProgress = time.Now()
+			if live {
+				lastProgress = time.Now() // check again after NoWorkersAfter; else after the next take
+			}
 		}
 	}
 	return out, nil
@@ -206,42 +390,41 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 
 // take blocks until a chunk completes (or a second passes) and stores what
 // completed, in one round trip: a BLMOVE off the done list with the collect
-// script pipelined behind it, told the starts still awaited (when few) so the
-// round trip that brings the last chunk also deletes the batch's keys.
-func (b *batch) take(ctx context.Context, out []jsontext.Value) (int, error) {
-	args := []any{1000, b.o.TTL.Milliseconds()}
-	if len(b.pending) <= 64 {
-		for start := range b.pending {
-			args = append(args, start)
-		}
-	}
+// script pipelined behind it, acknowledging what the last reply brought.
+// With block false it runs the collect script alone.
+func (b *batch) take(ctx context.Context, out []jsontext.Value, block bool) (int, error) {
+	args := append([]any{1000, b.o.TTL.Milliseconds()}, b.acks...)
 	var res *redis.Cmd
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second)
+		if block {
+			pipe.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second)
+		}
 		res = pipe.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta, b.taken}, args...)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
 		return 0, err
 	}
 	flat, err := res.Slice()
 	if err != nil {
 		return 0, err
 	}
-	if len(flat)%2 == 1 { // ends with "finished"
-		flat, b.keysGone = flat[:len(flat)-1], true
+	if len(flat) == 1 && flat[0] == "lost" {
+		return 0, b.lostError()
 	}
+	if len(flat)%2 == 1 {
+		return 0, fmt.Errorf("batch %s: the collect script returned %d values, not start and outcome pairs", b.id, len(flat))
+	}
+	acks := make([]any, 0, len(flat)/2)
 	got := 0
 	for i := 0; i+1 < len(flat); i += 2 {
 		startStr, isStr := flat[i].(string)
-		outcome, ok := flat[i+1].(string)
 		start, err := strconv.ParseInt(startStr, 10, 64)
 		if !isStr || err != nil {
 			return got, fmt.Errorf("batch %s: bad chunk start %v", b.id, flat[i])
 		}
+		acks = append(acks, startStr)
+		outcome, ok := flat[i+1].(string)
 		if _, waiting := b.pending[start]; !waiting || !ok {
 			continue // a chunk that ran twice
 		}
@@ -251,6 +434,7 @@ func (b *batch) take(ctx context.Context, out []jsontext.Value) (int, error) {
 		delete(b.pending, start)
 		got++
 	}
+	b.acks = acks
 	return got, nil
 }
 
@@ -270,36 +454,114 @@ func (b *batch) store(start int64, outcome string, out []jsontext.Value) error {
 	return nil
 }
 
-func (b *batch) checkWorkers(ctx context.Context) error {
-	procs, err := b.c.Workers(ctx, b.queue)
-	if err != nil {
+func (b *batch) lostError() error {
+	return fmt.Errorf("%w: Redis lost the keys of batch %s of %s (it restarted without persistence, was flushed, failed over to a replica without them, or the batch's TTL of %v passed while this client was away); run the batch again",
+		ErrBatchLost, b.id, b.function, b.o.TTL)
+}
+
+// checkWorkers says whether a live worker takes the queue. It fails with
+// ErrNoWorkers when none does: at once for a batch that never saw one, after
+// WaitForWorkers of absence for a batch that did (its workers may be
+// restarting).
+func (b *batch) checkWorkers(ctx context.Context) (bool, error) {
+	var procs []protocol.Process
+	err := b.retry(ctx, "reading the workers", func(ctx context.Context) error {
+		var err error
+		procs, err = b.c.Workers(ctx, b.queue)
 		return err
+	})
+	if err != nil {
+		return false, err
 	}
-	if len(procs) == 0 {
-		return fmt.Errorf("%w takes queue %q in namespace %q: start one with: gomap-worker -queues %s",
-			ErrNoWorkers, b.queue, b.c.keys.NS, b.queue)
+	if len(procs) > 0 {
+		b.seen, b.absent = true, time.Time{}
+		return true, nil
+	}
+	if !b.seen {
+		hint := ""
+		if len(b.elsewhere) > 0 {
+			hint = fmt.Sprintf(", or send the batch to a queue of the live workers that offer %s (MapOptions.Queue): %s",
+				b.function, strings.Join(b.elsewhere, ", "))
+		}
+		return false, fmt.Errorf("%w takes queue %q in namespace %q: start one with: gomap-worker -queues %s%s",
+			ErrNoWorkers, b.queue, b.c.keys.NS, b.queue, hint)
+	}
+	if b.absent.IsZero() {
+		b.absent = time.Now()
+	}
+	if away := time.Since(b.absent); away >= b.o.WaitForWorkers {
+		return false, fmt.Errorf("%w has taken queue %q in namespace %q for %v (MapOptions.WaitForWorkers), %d of %d chunks not done: start one with: gomap-worker -queues %s",
+			ErrNoWorkers, b.queue, b.c.keys.NS, away.Round(time.Millisecond), len(b.pending), len(b.sizes), b.queue)
+	}
+	return false, nil
+}
+
+// cancelTimeout bounds a cancel while ctx is still live; cancelGrace is what
+// a cancel gets after ctx ended, so Map returns soon after its deadline, or
+// after Redis failed for StallTolerance.
+const (
+	cancelTimeout = 5 * time.Second
+	cancelGrace   = 100 * time.Millisecond
+)
+
+// cancel removes the chunks still queued and the batch's keys; workers skip
+// chunks they already took. When Redis does not answer in time, the cancel
+// goes on in the background (see background) and cancel returns nil; should
+// that fail too, workers skip the batch's chunks once its keys expire.
+func (b *batch) cancel(ctx context.Context) error {
+	d := cancelTimeout
+	if ctx.Err() != nil || b.unreachable {
+		d = cancelGrace
+	}
+	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), d)
+	defer stop()
+	err := b.retry(cctx, "cancelling", b.cancelOnce)
+	if err != nil && cctx.Err() != nil {
+		b.c.bg.cancel(b)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w (its keys expire within %v; workers skip its chunks then)", err, b.o.TTL)
 	}
 	return nil
 }
 
-// cancel removes the chunks still queued and the batch's keys; workers skip
-// chunks they already took.
-func (b *batch) cancel() error {
-	ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
+func (b *batch) cancelOnce(ctx context.Context) error {
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.Del(ctx, b.meta, b.results, b.done, b.taken)
 		for _, p := range b.pending {
-			pipe.LRem(ctx, b.c.keys.Queue(b.queue), 1, p)
+			pipe.LRem(ctx, b.c.keys.Queue(b.queue), 0, p)
 		}
 		return nil
 	})
 	return err
 }
 
-func (b *batch) finish(ctx context.Context) error {
-	if b.keysGone {
-		return nil
+// ownTimeout replaces err, when the context of a cleanup's own time limit
+// ended, by an error that does not look like the end of the caller's ctx.
+func ownTimeout(ctx context.Context, err error, d time.Duration) error {
+	if ctx.Err() == nil {
+		return err
 	}
-	return b.c.rdb.Del(context.WithoutCancel(ctx), b.meta, b.results, b.done, b.taken).Err()
+	return fmt.Errorf("%w within %v: %s", errNoAnswer, d, err)
+}
+
+// finish deletes the keys of a batch whose every chunk was received.
+func (b *batch) finish(ctx context.Context) error {
+	own := ctx.Err() != nil
+	if own {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
+		defer stop()
+	}
+	err := b.retry(ctx, "deleting its keys", func(ctx context.Context) error {
+		return b.c.rdb.Del(ctx, b.meta, b.results, b.done, b.taken).Err()
+	})
+	if err != nil {
+		if own {
+			err = ownTimeout(ctx, err, cancelGrace)
+		}
+		return fmt.Errorf("batch %s: every result arrived, but its keys were left to expire after %v: %w", b.id, b.o.TTL, err)
+	}
+	return nil
 }
