@@ -18,6 +18,7 @@ from ._client import Client, WorkerInfo
 from ._compile import Compiled, compile
 from ._exceptions import (
     BatchCancelled,
+    BatchLost,
     CompileError,
     CompileMessage,
     ConfigError,
@@ -26,6 +27,8 @@ from ._exceptions import (
     GomapError,
     LocalClusterError,
     NoWorkersError,
+    PayloadTooLarge,
+    RedisCommandError,
     TaskError,
     Timeout,
     UnknownFunctionError,
@@ -59,6 +62,7 @@ fn = FunctionNamespace()
 __all__ = [
     "Batch",
     "BatchCancelled",
+    "BatchLost",
     "Client",
     "CompileError",
     "CompileMessage",
@@ -75,6 +79,8 @@ __all__ = [
     "LocalClusterError",
     "NoWorkersError",
     "Param",
+    "PayloadTooLarge",
+    "RedisCommandError",
     "TaskError",
     "Timeout",
     "UnknownFunctionError",

@@ -1,57 +1,47 @@
 """Batch: one map call on the wire (docs/protocol.md, "gomap batches").
 
 The engine submits a window of chunks, blocks on the batch's done list, collects outcomes with
-one script call per wake-up, tops the window up, and cancels the batch on any way out that is not
-success: an error, a timeout, Ctrl-C, or the consumer walking away.
+one script call per wake-up (acknowledging the previous reply's, so a lost reply loses nothing),
+tops the window up, and cancels the batch on any way out that is not success: an error, a
+timeout, Ctrl-C, or the consumer walking away. Every round trip is retried while Redis cannot be
+reached, within the call's deadline (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import redis
-
 from . import _codec, _defaults
-from ._client import Client, WorkerInfo, redact, redis_errors
-from ._exceptions import BatchCancelled, GomapError, NoWorkersError, TaskError, Timeout, UnknownFunctionError
+from ._client import TRANSIENT, Client, OutOfTime, WorkerInfo, redact
+from ._exceptions import (
+    BatchCancelled,
+    BatchLost,
+    ConnectError,
+    GomapError,
+    NoWorkersError,
+    PayloadTooLarge,
+    TaskError,
+    Timeout,
+    UnknownFunctionError,
+)
 from ._functions import closest
-from ._protocol import COLLECT_SCRIPT, check_queue, chunk_payload
+from ._protocol import COLLECT_SCRIPT, SUBMIT_SCRIPT, check_queue, chunk_payload
 
 Completed = tuple[int, list[Any], list[TaskError]]
 """A completed chunk: its start index, its values (None where an item failed), its errors."""
 
 
-class _Source:
-    """Cuts the input into chunks, lazily: a list or tuple by slicing, anything else by islice."""
-
-    def __init__(self, iterable: Iterable[Any], chunksize: int) -> None:
-        self._seq = iterable if isinstance(iterable, (list, tuple)) else None
-        self._it = None if self._seq is not None else iter(iterable)
-        self._size = chunksize
-        self._next = 0
-        self.exhausted = False
-
-    def next(self) -> tuple[int, Sequence[Any]] | None:
-        if self.exhausted:
-            return None
-        start = self._next
-        if self._seq is not None:
-            items: Sequence[Any] = self._seq[start : start + self._size]
-        else:
-            items = list(itertools.islice(self._it, self._size))  # type: ignore[arg-type]
-        if len(items) < self._size:
-            self.exhausted = True
-        if not items:
-            return None
-        self._next += len(items)
-        return start, items
+class _Later(Exception):
+    """Internal: run a clean-up in the background only."""
 
 
 class _Chunk:
@@ -59,6 +49,46 @@ class _Chunk:
 
     def __init__(self, start: int, size: int, payload: bytes) -> None:
         self.start, self.size, self.payload = start, size, payload
+
+
+class _Source:
+    """Cuts the input into encoded chunks.
+
+    A list or tuple is encoded whole when the batch is made, so a bad item or an oversize chunk is
+    refused before any chunk runs. Anything else is consumed lazily, a chunk at a time: a bad item
+    then ends the batch after the chunks before it were submitted (and may have run).
+    """
+
+    def __init__(self, iterable: Iterable[Any], chunksize: int, encode: Callable[[int, Sequence[Any]], _Chunk]) -> None:
+        self._encode = encode
+        self._size = chunksize
+        self._next = 0
+        self._ready: deque[_Chunk] | None = None
+        self._it: Iterator[Any] | None = None
+        self.exhausted = False
+        if isinstance(iterable, (list, tuple)):
+            self._ready = deque(encode(lo, iterable[lo : lo + chunksize]) for lo in range(0, len(iterable), chunksize))
+            self.exhausted = not self._ready
+        else:
+            self._it = iter(iterable)
+
+    def next(self) -> _Chunk | None:
+        if self._ready is not None:
+            if not self._ready:
+                return None
+            chunk = self._ready.popleft()
+            self.exhausted = not self._ready
+            return chunk
+        if self.exhausted:
+            return None
+        items = list(itertools.islice(self._it, self._size))  # type: ignore[arg-type]
+        if len(items) < self._size:
+            self.exhausted = True
+        if not items:
+            return None
+        start = self._next
+        self._next += len(items)
+        return self._encode(start, items)
 
 
 def auto_chunksize(total: int | None, workers: int) -> int:
@@ -89,11 +119,15 @@ class Batch:
         total: int | None = None,
         errors: str = "raise",
         ttl: float = _defaults.BATCH_TTL,
+        item_timeout: float | None = None,
+        wait_for_workers: float = _defaults.WAIT_FOR_WORKERS,
     ) -> None:
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
         if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+        if item_timeout is not None and not item_timeout > 0:
+            raise ValueError(f"item_timeout must be a positive number of seconds, not {item_timeout!r}")
         self.id = uuid.uuid4().hex
         self.function = function
         self.queue = check_queue(queue or function)
@@ -108,20 +142,30 @@ class Batch:
         self._done, self._taken = k.batch_done(self.id), k.batch_taken(self.id)
         self._queue_key, self._queues_key = k.queue(self.queue), k.queues()
         self._check_function()
+        live = client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)
         if chunksize is None:
-            chunksize = auto_chunksize(total, len(client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)))
+            chunksize = auto_chunksize(total, len(live))
         self.chunksize = chunksize
-        self._source = _Source(items, chunksize)
+        limits = [w.max_payload for w in live if w.max_payload > 0]
+        self._max_payload = min(limits) if limits else _defaults.MAX_PAYLOAD
+        self._limit_ms = None if item_timeout is None else math.ceil(item_timeout * 1000)
+        self._fn_json, self._id_json = _codec.dumps(function), _codec.dumps(self.id)
+        self._source = _Source(items, chunksize, self._encode)
         self._window = window or _defaults.WINDOW_CHUNKS
         self._ttl_ms = max(1000, int(ttl * 1000))
         self._in_flight: dict[int, _Chunk] = {}
         self.held = 0  # completed chunks a consumer holds back (imap's reorder buffer)
         self._stored: dict[int, list[Any]] = {}  # submit's results, by chunk start
         self._started = False
+        self._submitted = 0  # chunks pushed to the queue so far
         self._state = "running"
-        self._fn_json, self._id_json = _codec.dumps(function), _codec.dumps(self.id)
-        self._keys_gone = False  # the collect script deleted the batch's keys as the last chunk came back
+        self._acks: list[bytes] = []  # the starts the last collect reply brought: acknowledged by the next
+        self._deadline: float | None = None  # of the call driving the batch now (monotonic)
         self._last_progress = time.monotonic()
+        self._wait_for_workers = wait_for_workers
+        self._seen_worker = bool(live)  # a live worker took the queue at some point
+        self._absent_since: float | None = None
+        self._unreachable = False  # the driving call gave up because Redis could not be reached
 
     def __repr__(self) -> str:
         return f"<gomap.Batch {self.function} {self.id} {self.completed}/{self.total or '?'} {self._state}>"
@@ -133,16 +177,29 @@ class Batch:
 
     # -- submission ---------------------------------------------------------------------------
 
+    def _encode(self, start: int, items: Sequence[Any]) -> _Chunk:
+        data = _codec.dumps_items(items, start)
+        payload = chunk_payload(self._fn_json, self._id_json, start, data, self._limit_ms)
+        if len(payload) > self._max_payload:
+            raise PayloadTooLarge(
+                f"{self.function}: the chunk of items {start} to {start + len(items) - 1} is {len(payload):,} bytes, "
+                f"more than the workers accept ({self._max_payload:,} bytes). Pass a smaller chunksize= "
+                f"(now {self.chunksize}), or send smaller items "
+                "(a path or a key instead of the data).",
+                size=len(payload),
+                limit=self._max_payload,
+                start=start,
+            )
+        return _Chunk(start, len(items), payload)
+
     def _fill(self) -> None:
-        """Encode and submit chunks until the window is full or the input is exhausted."""
+        """Submit chunks until the window is full or the input is exhausted."""
         new: list[_Chunk] = []
         while len(self._in_flight) + self.held + len(new) < self._window:
-            nxt = self._source.next()
-            if nxt is None:
+            chunk = self._source.next()
+            if chunk is None:
                 break
-            start, items = nxt
-            data = _codec.dumps_items(items, start)
-            new.append(_Chunk(start, len(items), chunk_payload(self._fn_json, self._id_json, start, data)))
+            new.append(chunk)
         if not new:
             return
         # Record the chunks before sending them: if this is interrupted (Ctrl-C while the reply is
@@ -151,20 +208,51 @@ class Batch:
         self._started = True
         for c in new:
             self._in_flight[c.start] = c
-        with redis_errors(self._client.url):
-            # Workers skip a chunk whose batch has no meta key, so meta must exist before the first
-            # chunk. One connection runs a pipeline in order; a cluster pipeline runs on several
-            # nodes at once, so there meta goes first, on its own.
+        if self._client.cluster:
+            self._push_cluster(new, first)
+        else:
+            self._push(new)
+
+    def _push(self, new: list[_Chunk]) -> None:
+        """Create meta (with the first group) and push chunks with the submit script, in groups.
+        The script counts the chunks pushed, so a group sent again after its reply was lost is
+        not pushed twice (docs/protocol.md)."""
+        keys = (self._meta, self._queues_key, self._queue_key)
+        items = -1 if self.total is None else self.total
+        lo = 0
+        while lo < len(new):
+            hi, size = lo, 0
+            while hi < len(new) and hi - lo < _defaults.SUBMIT_GROUP_CHUNKS:
+                size += len(new[hi].payload)
+                if hi > lo and size > _defaults.SUBMIT_GROUP_BYTES:
+                    break
+                hi += 1
+            args = (self._ttl_ms, self.function, self.queue, items, int(time.time()), self._submitted, "python")
+            group = [c.payload for c in new[lo:hi]]
+            reply = self._call(lambda a=args, g=group: self._r.eval(SUBMIT_SCRIPT, len(keys), *keys, *a, *g))
+            if reply == b"lost":
+                raise self._lost()
+            self._submitted += hi - lo
+            lo = hi
+
+    def _push_cluster(self, new: list[_Chunk], first: bool) -> None:
+        """On a Redis Cluster, meta and the queue live on different nodes, and a pipeline runs on
+        them at once: meta goes first, on its own (workers skip a chunk whose batch has no meta).
+        A push sent again after its reply was lost may queue a chunk twice; it then runs twice,
+        which its outcome's start index makes harmless."""
+        if first:
+            self._call(lambda: self._write_meta(self._r.pipeline(transaction=False)).execute())
+
+        def push() -> None:
             pipe = self._r.pipeline(transaction=False)
-            if first:
-                self._write_meta(pipe)
-                if self._client.cluster:
-                    pipe.execute()
             pipe.sadd(self._queues_key, self.queue)
             pipe.rpush(self._queue_key, *(c.payload for c in new))
             pipe.execute()
 
-    def _write_meta(self, pipe: Any) -> None:
+        self._call(push)
+        self._submitted += len(new)
+
+    def _write_meta(self, pipe: Any) -> Any:
         meta = {
             "function": self.function,
             "queue": self.queue,
@@ -174,6 +262,11 @@ class Batch:
         }
         pipe.hset(self._meta, mapping=meta)
         pipe.pexpire(self._meta, self._ttl_ms)
+        return pipe
+
+    def _call(self, op: Callable[[], Any]) -> Any:
+        """One round trip, retried while Redis is unreachable, within the driving call's deadline."""
+        return self._client.call(op, deadline=self._deadline)
 
     def submit_all(self) -> None:
         """Submit every chunk now (``gomap.submit``): results then wait in Redis until collected."""
@@ -191,22 +284,32 @@ class Batch:
     def _wait(self, block: float) -> list[tuple[int, bytes | None]]:
         """Block until a chunk completes (or ``block`` seconds pass) and take what completed, in
         one round trip: a BLMOVE off the done list with the collect script pipelined behind it.
-        When the input is exhausted, the script also learns the starts still awaited, so the
-        call that brings the last chunks deletes the batch's keys too (docs/protocol.md)."""
-        args: list[Any] = [_defaults.COLLECT_MAX, self._ttl_ms]
-        if self._source.exhausted and len(self._in_flight) <= _defaults.FINISH_MAX:
-            args.extend(self._in_flight)
+        The script is told the starts of the previous reply, which it may now delete; a reply lost
+        on the way is sent again (docs/protocol.md)."""
+        args: list[Any] = [_defaults.COLLECT_MAX, self._ttl_ms, *self._acks]
         keys = (self._done, self._results, self._meta, self._taken)
-        with redis_errors(self._client.url):
+
+        def collect() -> list[Any]:
             pipe = self._r.pipeline(transaction=False)
             pipe.blmove(self._done, self._taken, block, "LEFT", "RIGHT")
             # execute_command, not pipe.eval: redis-py's cluster pipeline routes EVAL only this way.
             pipe.execute_command("EVAL", COLLECT_SCRIPT, len(keys), *keys, *args)
-            flat = pipe.execute()[1]
-        if len(flat) % 2:  # ends with "finished"
-            flat.pop()
-            self._keys_gone = True
+            return pipe.execute()[1]  # type: ignore[no-any-return]
+
+        flat = self._call(collect)
+        if flat == [b"lost"]:
+            raise self._lost()
+        self._acks = flat[0::2]
         return [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def _lost(self) -> BatchLost:
+        return BatchLost(
+            f"Redis at {redact(self._client.url)} lost batch {self.id} ({self.function}, {self.completed} of "
+            f"{self.total or '?'} items collected): its keys are gone. Redis may have restarted without "
+            "persistence, been flushed, or failed over to a replica that did not have them yet; or the "
+            f"batch went {self._ttl_ms // 1000}s without a client waiting on it. Run the batch again.",
+            batch=self.id,
+        )
 
     def _absorb(self, start: int, raw: bytes | None) -> Completed | None:
         chunk = self._in_flight.pop(start, None)
@@ -239,40 +342,61 @@ class Batch:
         generator, Ctrl-C) cancels the batch. A timeout raises Timeout; with
         ``cancel_on_timeout=False`` it only stops the iteration and the batch keeps running.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if self._state == "cancelled":
                 raise BatchCancelled(f"batch {self.id} was cancelled")
-            self._fill()
-            while self._in_flight:
-                block = _defaults.WAIT_SLICE
-                if deadline is not None:
-                    block = min(block, deadline - time.monotonic())
-                    if block <= 0:
-                        if not cancel_on_timeout:
-                            return
-                        raise Timeout(
-                            f"{self.function}: {self.completed} of {self.total or '?'} items done after "
-                            f"{timeout}s; the batch was cancelled"
-                        )
-                progressed = False
-                for start, raw in self._wait(max(block, 0.001)):
-                    done = self._absorb(start, raw)
-                    if done is not None:
-                        progressed = True
-                        yield done
-                now = time.monotonic()
-                if progressed:
-                    self._last_progress = now
-                    self._fill()
-                elif now - self._last_progress > _defaults.NO_WORKERS_AFTER:
-                    self._check_workers()
-                    self._last_progress = now
+            try:
+                yield from self._run()
+            except OutOfTime as e:
+                self._unreachable = True
+                if not cancel_on_timeout:
+                    return
+                raise Timeout(
+                    f"{self.function}: {self.completed} of {self.total or '?'} items done after {timeout}s, "
+                    f"while Redis at {redact(self._client.url)} did not answer ({e.last}); the batch was cancelled"
+                ) from None
+            if self._deadline is not None and self._in_flight:
+                if not cancel_on_timeout:
+                    return
+                raise Timeout(
+                    f"{self.function}: {self.completed} of {self.total or '?'} items done after {timeout}s; "
+                    "the batch was cancelled"
+                )
             if self._state == "running":
                 self._finish()
-        except BaseException:
-            self._cancel_quietly()
+        except BaseException as e:
+            # When Redis is what failed, the cancel goes straight to the background, so the
+            # call's error comes out now, not after more attempts at a Redis that is not there.
+            self._cancel_quietly(now=not (self._unreachable or isinstance(e, ConnectError)))
             raise
+        finally:
+            self._deadline = None
+
+    def _run(self) -> Iterator[Completed]:
+        """Collect until every chunk is in, or the deadline passes (chunks() tells which)."""
+        self._fill()
+        while self._in_flight:
+            block = _defaults.WAIT_SLICE
+            if self._deadline is not None:
+                block = min(block, self._deadline - time.monotonic())
+                if block <= 0:
+                    return
+            progressed = False
+            for start, raw in self._wait(max(block, 0.001)):
+                done = self._absorb(start, raw)
+                if done is not None:
+                    progressed = True
+                    yield done
+            now = time.monotonic()
+            if progressed:
+                self._last_progress = now
+                self._seen_worker = True
+                self._absent_since = None
+                self._fill()
+            elif now - self._last_progress > _defaults.NO_WORKERS_AFTER:
+                self._check_workers()
+                self._last_progress = now
 
     def _check_function(self) -> None:
         """Fail at once when live workers run but none offers the function: a typo, or a function
@@ -297,13 +421,25 @@ class Batch:
         )
 
     def _check_workers(self) -> None:
-        if self._client.workers(self.queue):
+        """After a while without progress: is a live worker taking the queue? A batch that never
+        saw one fails now; one that did waits ``wait_for_workers`` seconds for one to come back
+        (a rolling restart puts the chunks it held back on the queue)."""
+        if self._client.workers(self.queue, deadline=self._deadline):
+            self._seen_worker = True
+            self._absent_since = None
             return
-        others = sorted({q for w in self._client.workers() for q in w.queues})
+        now = time.monotonic()
+        if self._seen_worker:
+            if self._absent_since is None:
+                self._absent_since = now
+            if now - self._absent_since < self._wait_for_workers:
+                return
+        others = sorted({q for w in self._client.workers(deadline=self._deadline) for q in w.queues})
         url = redact(self._client.url)
         hint = f" (live workers take: {', '.join(others)})" if others else ""
+        gone = f" for {now - self._absent_since:.0f}s" if self._absent_since is not None else ""
         raise NoWorkersError(
-            f"no worker takes queue {self.queue!r} in namespace {self._client.namespace!r} at {url}{hint}. "
+            f"no worker takes queue {self.queue!r} in namespace {self._client.namespace!r} at {url}{gone}{hint}. "
             f"Start one with: gomap worker -queues {self.queue} -uri {url}",
             queue=self.queue,
             namespace=self._client.namespace,
@@ -312,31 +448,60 @@ class Batch:
     # -- ending ---------------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        if self._started and not self._keys_gone:  # interrupted here, the batch still runs: it gets cancelled
-            with redis_errors(self._client.url):
-                self._r.delete(self._meta, self._results, self._done, self._taken)
+        """Every chunk is in: delete the batch's keys (this also acknowledges the last reply)."""
         self._state = "finished"
+        if self._started:
+            self._clean_up(self._keys_op([]), "finish")
 
-    def cancel(self) -> None:
-        """Cancel the batch: queued chunks are removed, workers skip or stop the rest, keys go."""
+    def cancel(self, *, now: bool = True) -> None:
+        """Cancel the batch: queued chunks are removed, workers skip or stop the rest, keys go.
+
+        If Redis cannot be reached, the cancel goes on in the background until it can (at most
+        60 s); ``now=False`` sends it there at once."""
         if self._state != "running":
             return
         self._state = "cancelled"
-        if not self._started:
-            return
-        with redis_errors(self._client.url):
+        if self._started:
+            self._clean_up(self._keys_op([c.payload for c in self._in_flight.values()]), "cancel", now=now)
+
+    def _keys_op(self, queued: list[bytes]) -> Callable[[], Any]:
+        keys = (self._meta, self._results, self._done, self._taken)
+
+        def op() -> None:
             pipe = self._r.pipeline(transaction=False)
-            for key in (self._meta, self._results, self._done, self._taken):  # one per DEL, as cluster pipelines need
+            for key in keys:  # one per DEL, as cluster pipelines need
                 pipe.delete(key)
-            for c in self._in_flight.values():
-                pipe.lrem(self._queue_key, 1, c.payload)
+            for payload in queued:
+                pipe.lrem(self._queue_key, 0, payload)  # every copy: a retried push may have queued two
             pipe.execute()
 
-    def _cancel_quietly(self) -> None:
+        return op
+
+    def _clean_up(self, op: Callable[[], Any], what: str, *, now: bool = True) -> None:
+        """Run a finish or cancel now; if Redis cannot be reached for CLEANUP_NOW seconds, keep
+        retrying in the background for CANCEL_RETRY seconds so the keys and queued chunks go as
+        soon as Redis is back. Deleting and LREM are idempotent, so retries are safe."""
+        try:
+            if not now:
+                raise _Later
+            self._client.call(op, tolerance=_defaults.CLEANUP_NOW)
+        except (GomapError, _Later) as e:
+            if not isinstance(e, _Later) and not isinstance(e.__cause__, TRANSIENT):
+                raise
+            self._client.in_background(op, f"gomap-{what}-{self.id[:8]}", functools.partial(self._gave_up, what))
+
+    def _gave_up(self, what: str, e: GomapError) -> None:
+        warnings.warn(
+            f"could not {what} batch {self.id}: {e}; its keys expire within {self._ttl_ms // 1000}s",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+
+    def _cancel_quietly(self, *, now: bool = True) -> None:
         """Cancel on the way out of an error, without hiding it if Redis is gone too."""
         try:
-            self.cancel()
-        except (GomapError, redis.exceptions.RedisError) as e:
+            self.cancel(now=now)
+        except GomapError as e:
             warnings.warn(
                 f"could not cancel batch {self.id}: {e}; its keys expire within {self._ttl_ms // 1000}s",
                 RuntimeWarning,

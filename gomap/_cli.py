@@ -43,7 +43,14 @@ def _client(args: argparse.Namespace) -> Client:
     url = args.url or resolve_url(os.environ)
     if url is None:
         raise ConfigError("no Redis to talk to: pass --url or set GOMAP_REDIS_URL (or REDIS_URL)")
-    return Client(url, namespace=args.namespace)
+    return Client(
+        url,
+        namespace=args.namespace,
+        ssl_ca_certs=args.tls_cert,
+        ssl_certfile=args.tls_client_cert,
+        ssl_keyfile=args.tls_client_key,
+        ssl_cert_reqs="none" if args.insecure_tls else None,
+    )
 
 
 def _worker(rest: Sequence[str]) -> int:
@@ -139,6 +146,18 @@ def _parser() -> argparse.ArgumentParser:
     for q in (enq, status, fns):
         q.add_argument("--url", default=None, help="Redis URL (default: $GOMAP_REDIS_URL, then $REDIS_URL)")
         q.add_argument("--namespace", default=None, help="key prefix (default: goworker:)")
+        # The names of gomap-worker's and gomap-enqueue's flags.
+        q.add_argument(
+            "--tls-cert", default=None, metavar="PATH", help="PEM file of CA certificates to trust (rediss://)"
+        )
+        q.add_argument(
+            "--tls-client-cert",
+            default=None,
+            metavar="PATH",
+            help="PEM file of a client certificate to present, with --tls-client-key (rediss://, tls-auth-clients)",
+        )
+        q.add_argument("--tls-client-key", default=None, metavar="PATH", help="PEM file of its key")
+        q.add_argument("--insecure-tls", action="store_true", help="skip verification of the server's certificate")
     return p
 
 

@@ -29,19 +29,58 @@ WINDOW_CHUNKS = 16
 BATCH_TTL = 3600.0
 """Seconds a batch's keys outlive a client that died without cleaning up; a waiting client renews it."""
 
-WAIT_SLICE = 1.0
+WAIT_SLICE = 0.5
 """Longest single block on the progress signal, in seconds; between blocks the client checks its
 deadline, renews the TTL and looks for live workers."""
+
+READ_MARGIN = 0.5
+"""Seconds a reply may take beyond the server-side block before the read gives up (the socket
+timeout is WAIT_SLICE + READ_MARGIN). It bounds how far past ``timeout=`` a call can return while
+Redis stalls."""
+
+CONNECT_TIMEOUT = 2.0
+"""Seconds a TCP or TLS connect to Redis may take before it is retried."""
+
+STALL_TOLERANCE = 60.0
+"""Seconds of continuous failure to reach Redis (a restart, a stall, a failover) that a call
+without ``timeout=`` rides out before it raises ConnectError. A call with a timeout rides out
+failures until its deadline."""
+
+RETRY_FIRST = 0.05
+"""First pause, in seconds, before retrying a round trip that failed on the connection; it doubles
+(with jitter) up to RETRY_MAX."""
+
+RETRY_MAX = 1.0
+"""Longest pause between two retries of a failed round trip."""
+
+CLEANUP_NOW = 1.0
+"""Seconds a finish or cancel is retried in the foreground while Redis cannot be reached; then it
+goes on in the background (CANCEL_RETRY) and the call returns or raises."""
+
+CANCEL_RETRY = 60.0
+"""Seconds a cancel that failed because Redis was unreachable keeps being retried in the
+background, so a cancelled batch's queued chunks do not run for nobody once Redis is back."""
+
+WAIT_FOR_WORKERS = 60.0
+"""Seconds a batch that has seen a live worker waits while none is live (a rolling restart)
+before it raises NoWorkersError. A batch that never saw one fails after NO_WORKERS_AFTER."""
+
+MAX_PAYLOAD = 16 * 1024 * 1024
+"""Largest chunk payload in bytes, when the live workers do not publish their own limit
+(``max_payload`` in their record). A bigger chunk raises PayloadTooLarge before anything runs."""
 
 NO_WORKERS_AFTER = 3.0
 """Seconds without progress after which the client checks that a live worker takes the queue."""
 
+SUBMIT_GROUP_CHUNKS = 1000
+"""Most chunks pushed by one call of the submit script, so one call neither blocks Redis long nor
+needs much of its memory at once (the Go client uses the same bounds)."""
+
+SUBMIT_GROUP_BYTES = 8 << 20
+"""Most bytes of chunks pushed by one call of the submit script (a bigger single chunk goes alone)."""
+
 COLLECT_MAX = 1000
 """Most completed chunks taken in one round trip."""
-
-FINISH_MAX = 64
-"""Once the input is exhausted and at most this many chunks are awaited, the client tells the collect
-script which, so the round trip that brings the last of them also deletes the batch's keys."""
 
 WORKERS_CACHE = 5.0
 """Seconds the list of live workers is cached (used to size chunks)."""

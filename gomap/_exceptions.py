@@ -3,12 +3,15 @@
 GomapError
 ├── ConfigError             bad or conflicting configuration
 ├── ConnectError            Redis cannot be reached (the URL, without its password, is in the message)
+├── RedisCommandError       Redis refused a command (out of memory, no permission, …), not a connection fault
 ├── NoWorkersError          no live worker takes the batch's queue
 │   └── UnknownFunctionError    live workers run, but none offers the function
 ├── TaskError               an item failed in its Go function (index, function, kind, error, stack)
 ├── Timeout                 the call ran past its timeout= (also a builtin TimeoutError)
 ├── BatchCancelled          the batch was cancelled before it finished
+├── BatchLost               Redis lost the batch's keys (a restart without persistence, a flush, …)
 ├── EncodeError             an item cannot be sent as JSON (also a TypeError and a ValueError)
+├── PayloadTooLarge         a chunk is bigger than the workers accept (also a ValueError)
 ├── WorkerBinaryError       the Go worker binary can be neither found nor built
 │   └── CompileError            Go could not compile the user's source (messages mapped to its lines)
 └── LocalClusterError       the embedded Redis and workers did not start
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BatchCancelled",
+    "BatchLost",
     "CompileError",
     "CompileMessage",
     "ConfigError",
@@ -29,6 +33,8 @@ __all__ = [
     "GomapError",
     "LocalClusterError",
     "NoWorkersError",
+    "PayloadTooLarge",
+    "RedisCommandError",
     "TaskError",
     "Timeout",
     "UnknownFunctionError",
@@ -46,6 +52,12 @@ class ConfigError(GomapError):
 
 class ConnectError(GomapError):
     """Redis could not be reached or failed; the message names the URL without its password."""
+
+
+class RedisCommandError(GomapError):
+    """Redis answered a command with an error that is not about the connection: out of memory
+    (``OOM``), no permission (``NOPERM``), a read-only replica, a script error. The message names
+    the URL without its password and Redis' own words; retrying will not help until that changes."""
 
 
 class NoWorkersError(GomapError):
@@ -75,8 +87,10 @@ class TaskError(GomapError):
         function: the registered function's name.
         kind: ``error`` (the function returned an error), ``panic`` (it panicked; ``stack``
             has the Go stack), ``arguments`` (the item does not fit the function),
-            ``unknown_function`` (no worker knows the function) or ``result`` (the result has
-            no JSON form).
+            ``unknown_function`` (no worker knows the function), ``result`` (the result has
+            no JSON form), ``timeout`` (the item ran past its time limit: ``item_timeout=``, the
+            worker's ``-item-timeout`` or the function's own) or ``requeue_limit`` (its chunk was
+            put back on the queue too often, by workers that died or stopped while running it).
         error: the Go error text.
         stack: the Go stack of a panic, else ``""``.
         batch: the batch id.
@@ -118,6 +132,30 @@ class Timeout(GomapError, TimeoutError):
 
 class BatchCancelled(GomapError):
     """The batch was cancelled before it finished."""
+
+
+class BatchLost(GomapError):
+    """The batch's keys vanished from Redis while it ran: Redis restarted without persistence, was
+    flushed, failed over to a replica that did not have them yet, or the batch's TTL passed while
+    nobody waited on it. Results not yet collected are gone; run the batch again."""
+
+    def __init__(self, message: str, *, batch: str) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+class PayloadTooLarge(GomapError, ValueError):
+    """A chunk's payload is bigger than the workers accept (their ``max_payload``).
+
+    Attributes: ``size`` and ``limit`` in bytes, ``start`` (the index of the chunk's first item).
+    The fix is a smaller ``chunksize=`` (or smaller items).
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int, start: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+        self.start = start
 
 
 class EncodeError(GomapError, TypeError, ValueError):

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
+from . import _defaults
 from ._batch import Batch
 from ._client import Client
 from ._exceptions import ConfigError
@@ -110,13 +111,29 @@ _default: dict[str, Client] = {}
 _default_lock = threading.Lock()
 
 
-def configure(url: str | None = None, *, namespace: str | None = None) -> Client:
+def configure(
+    url: str | None = None,
+    *,
+    namespace: str | None = None,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cert_reqs: str | None = None,
+) -> Client:
     """Set the client that calls without ``client=`` use, and return it.
 
     ``configure()`` with no URL resolves as the first call does: ``$GOMAP_REDIS_URL``, else
-    ``$REDIS_URL``, else the embedded default (a private Redis and Go workers).
+    ``$REDIS_URL``, else the embedded default (a private Redis and Go workers). The ``ssl_*``
+    options are Client's, for ``rediss://`` (a CA file, a client certificate and its key).
     """
-    client = Client(url, namespace=namespace)
+    client = Client(
+        url,
+        namespace=namespace,
+        ssl_ca_certs=ssl_ca_certs,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ssl_cert_reqs=ssl_cert_reqs,
+    )
     with _default_lock:
         old = _default.pop("client", None)
         _default["client"] = client
@@ -162,10 +179,21 @@ def _start(
     chunksize: int | None,
     errors: str,
     window: int | None = None,
+    item_timeout: float | None = None,
+    wait_for_workers: float | None = None,
 ) -> Batch:
     client, name, queue = _resolve(fn, client, queue)
     return Batch(
-        client, name, iterable, queue=queue, chunksize=chunksize, errors=errors, total=_length(iterable), window=window
+        client,
+        name,
+        iterable,
+        queue=queue,
+        chunksize=chunksize,
+        errors=errors,
+        total=_length(iterable),
+        window=window,
+        item_timeout=item_timeout,
+        wait_for_workers=_defaults.WAIT_FOR_WORKERS if wait_for_workers is None else wait_for_workers,
     )
 
 
@@ -182,6 +210,8 @@ def map(
     queue: str | None = None,
     client: Client | None = None,
     as_frame: bool = False,
+    item_timeout: float | None = None,
+    wait_for_workers: float | None = None,
 ) -> Any:
     """Run the Go function ``fn`` on every item of ``iterable`` and return the results in order.
 
@@ -196,6 +226,13 @@ def map(
         errors: ``"raise"`` (default) raises the first failed item's TaskError after cancelling
             the rest; ``"return"`` puts the TaskError in the result list instead.
         timeout: seconds for the whole call; past it the batch is cancelled and Timeout raised.
+            It holds whatever Redis does: a call returns within about half a second of it even
+            while Redis stalls. Without it, Redis may be unreachable for 60 s in a row (a
+            restart, a failover) before ConnectError.
+        item_timeout: seconds one item may run on a worker; past it the item fails with a
+            TaskError of kind ``timeout`` (the workers' own limits still apply).
+        wait_for_workers: seconds the batch waits while no live worker takes its queue after one
+            did (a rolling restart), before NoWorkersError; default 60.
         progress: ``None`` shows a bar where tqdm would (a widget in Jupyter, text on a terminal),
             ``True`` always, ``False`` never. ``tqdm_class``/``tqdm_kwargs`` pass through to tqdm.
         queue: the queue to use (default: the function's name).
@@ -204,7 +241,16 @@ def map(
         as_frame: return a pandas DataFrame (``gomap.to_frame``): a column per field of record
             results, else one column named after the function.
     """
-    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors)
+    batch = _start(
+        fn,
+        iterable,
+        client=client,
+        queue=queue,
+        chunksize=chunksize,
+        errors=errors,
+        item_timeout=item_timeout,
+        wait_for_workers=wait_for_workers,
+    )
     total = batch.total
     results: list[Any] = [None] * total if total is not None else []
     parts: dict[int, list[Any]] = {}
@@ -249,15 +295,28 @@ def imap(
     queue: str | None = None,
     client: Client | None = None,
     window: int | None = None,
+    item_timeout: float | None = None,
+    wait_for_workers: float | None = None,
 ) -> Iterator[Any]:
     """Like ``map``, but yield results as chunks complete, with bounded memory.
 
     The input is consumed lazily and at most ``window`` chunks (default 16) are submitted and not
     yet yielded, so a generator of any length streams through in constant memory, in Python and in
     Redis. ``ordered=False`` yields each chunk's results as soon as it completes. Stopping the
-    iteration early (``break``, an exception) cancels the rest of the batch.
+    iteration early (``break``, an exception) cancels the rest of the batch. The other options are
+    ``map``'s.
     """
-    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors, window=window)
+    batch = _start(
+        fn,
+        iterable,
+        client=client,
+        queue=queue,
+        chunksize=chunksize,
+        errors=errors,
+        window=window,
+        item_timeout=item_timeout,
+        wait_for_workers=wait_for_workers,
+    )
     bar = make_bar(progress, total=batch.total, desc=batch.function, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
     try:
         with contextlib.closing(batch.chunks(timeout)) as chunks:
@@ -291,14 +350,25 @@ def submit(
     errors: str = "raise",
     queue: str | None = None,
     client: Client | None = None,
+    item_timeout: float | None = None,
+    wait_for_workers: float | None = None,
 ) -> Batch:
     """Submit every item now and return the Batch at once.
 
     The workers start on it while you do other things; ``batch.wait()``, ``batch.result()``,
     ``batch.completed``, ``batch.cancel()`` follow it up. Results wait in Redis until collected
-    (for an input too large for that, use ``imap``).
+    (for an input too large for that, use ``imap``). The options are ``map``'s.
     """
-    batch = _start(fn, iterable, client=client, queue=queue, chunksize=chunksize, errors=errors)
+    batch = _start(
+        fn,
+        iterable,
+        client=client,
+        queue=queue,
+        chunksize=chunksize,
+        errors=errors,
+        item_timeout=item_timeout,
+        wait_for_workers=wait_for_workers,
+    )
     batch.submit_all()
     return batch
 

@@ -65,8 +65,9 @@ class Keys:
         return self.ns + "gomap:{" + batch + "}:taken"
 
 
-def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes) -> bytes:
-    """The payload of one chunk; ``function`` and ``batch`` are JSON strings, ``items`` a JSON array."""
+def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes, limit_ms: int | None = None) -> bytes:
+    """The payload of one chunk; ``function`` and ``batch`` are JSON strings, ``items`` a JSON array,
+    ``limit_ms`` the time limit of one item in milliseconds (None: the workers' own)."""
     return b"".join(
         (
             b'{"class":',
@@ -77,48 +78,78 @@ def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes) -> by
             str(start).encode(),
             b',"items":',
             items,
-            b"}}",
+            b"}}" if limit_ms is None else b',"limit_ms":' + str(limit_ms).encode() + b"}}",
         )
     )
 
 
 # The same text as CollectScript in worker/internal/protocol/scripts.go (a test compares them):
-# KEYS done, results, meta, taken; ARGV most to pop, TTL ms (0: leave), the last starts…
+# KEYS done, results, meta, taken; ARGV most to pop, TTL ms (0: leave), the acknowledged starts…
+# Returns start, outcome pairs, or the one string "lost" when the batch's meta key is gone.
 
 COLLECT_SCRIPT = """
-local starts = redis.call('LRANGE', KEYS[4], 0, -1)
-redis.call('DEL', KEYS[4])
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'lost'} end
+local acked = {}
+for i = 3, #ARGV do
+  acked[ARGV[i]] = true
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+local starts = {}
+for _, s in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+  if not acked[s] then starts[#starts + 1] = s end
+end
 local popped = redis.call('LPOP', KEYS[1], ARGV[1])
 if popped then
-  for _, s in ipairs(popped) do starts[#starts + 1] = s end
+  for _, s in ipairs(popped) do
+    if not acked[s] then starts[#starts + 1] = s end
+  end
 end
-local out, got = {}, {}
+redis.call('DEL', KEYS[4])
+for i = 1, #starts, 1000 do
+  redis.call('RPUSH', KEYS[4], unpack(starts, i, math.min(i + 999, #starts)))
+end
+local out = {}
 for _, s in ipairs(starts) do
-  local v = redis.call('HGET', KEYS[2], s)
-  if v then
-    redis.call('HDEL', KEYS[2], s)
-    got[s] = true
-  end
   out[#out + 1] = s
-  out[#out + 1] = v
-end
-if #ARGV >= 3 then
-  local all = true
-  for i = 3, #ARGV do
-    if not got[ARGV[i]] then
-      all = false
-      break
-    end
-  end
-  if all then
-    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-    out[#out + 1] = 'finished'
-    return out
-  end
+  out[#out + 1] = redis.call('HGET', KEYS[2], s)
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return out
+"""
+
+
+# The same text as SubmitScript in worker/internal/protocol/scripts.go (a test compares them):
+# KEYS meta, queues, queue; ARGV TTL ms, function, queue name, items (-1: unknown), created,
+# chunks before this group, client, the payloads… Returns the chunks submitted, or "lost".
+# A single Redis only: on a Redis Cluster its keys are in different hash slots.
+
+SUBMIT_SCRIPT = """
+local offset = tonumber(ARGV[6])
+local n = #ARGV - 7
+local submitted = redis.call('HGET', KEYS[1], 'submitted')
+if submitted then
+  submitted = tonumber(submitted)
+  if submitted >= offset + n then return submitted end
+elseif offset > 0 then
+  return 'lost'
+else
+  redis.call('HSET', KEYS[1], 'function', ARGV[2], 'queue', ARGV[3], 'items', ARGV[4],
+    'created', ARGV[5], 'client', ARGV[7], 'submitted', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  submitted = 0
+end
+if submitted ~= offset then
+  return redis.error_reply('gomap submit: ' .. submitted .. ' chunks submitted, this group starts at ' .. offset)
+end
+if n > 0 then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  for i = 8, #ARGV, 1000 do
+    redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  redis.call('HSET', KEYS[1], 'submitted', offset + n)
+end
+return offset + n
 """

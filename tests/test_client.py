@@ -115,10 +115,13 @@ def test_task_errors_pickle():
     assert pickle.loads(pickle.dumps(e)) == e and pickle.loads(pickle.dumps(e)).stack == "s"
 
 
-def test_collect_script_is_the_go_one():
+@pytest.mark.parametrize(
+    ("go_name", "py_name"), [("CollectScript", "COLLECT_SCRIPT"), ("SubmitScript", "SUBMIT_SCRIPT")]
+)
+def test_client_scripts_are_the_go_ones(go_name, py_name):
     go = (ROOT / "worker" / "internal" / "protocol" / "scripts.go").read_text()
-    m = re.search(r"const CollectScript = `(.*?)`", go, re.S)
-    assert m and m.group(1) == _protocol.COLLECT_SCRIPT
+    m = re.search(rf"const {go_name} = `(.*?)`", go, re.S)
+    assert m and m.group(1) == getattr(_protocol, py_name)
 
 
 def test_codec_rules(codec):

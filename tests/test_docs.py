@@ -111,3 +111,16 @@ def test_types_doc_runs(tmp_path):
         if line.startswith("print("):
             want.append(line.split("  # ", 1)[1] if "  # " in line else lines[i + 1].removeprefix("# "))
     assert out.stdout.splitlines() == want
+
+
+def test_tests_named_in_the_docs_exist():
+    """docs/reliability.md and docs/protocol.md cite tests by name; each must exist, so a rename
+    cannot leave a guarantee pointing at nothing."""
+    defined = set()
+    for path in [*ROOT.glob("tests/*.py"), *ROOT.glob("worker/**/*_test.go")]:
+        if "vendor" not in path.parts:
+            defined |= set(re.findall(r"^(?:def|func) ((?:test_|Test)\w+)", path.read_text(), re.M))
+    for doc in ("docs/reliability.md", "docs/protocol.md"):
+        cited = set(re.findall(r"`((?:test_|Test)\w+)`", (ROOT / doc).read_text()))
+        assert cited, f"{doc} names no test"
+        assert cited <= defined, f"{doc} cites tests that do not exist: {sorted(cited - defined)}"
