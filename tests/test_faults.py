@@ -31,6 +31,22 @@ def pairs(n: int) -> list[tuple[int, int]]:
     return [(i, 2 * i) for i in range(n)]
 
 
+def in_thread(call: Callable[[], list[object]]) -> tuple[threading.Thread, list[object], list[BaseException]]:
+    """Start call in a thread; the lists fill with its results, or with what it raised."""
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.extend(call())
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, results, errors
+
+
 def no_batch_keys(server: RedisServer) -> list[bytes]:
     return server.redis.keys("goworker:gomap:{*")
 
@@ -223,17 +239,9 @@ def test_redis_unreachable_past_the_tolerance_is_a_connect_error(fresh_redis: Re
 def test_a_rolling_restart_does_not_fail_the_batch(fresh_redis: RedisServer):
     old = Worker(fresh_redis.url, "-concurrency", "2")
     client = gomap.Client(fresh_redis.url)
-    results: list[object] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.extend(gomap.map("samplesleep", [0.1] * 60, chunksize=1, client=client, progress=False))
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, results, errors = in_thread(
+        lambda: gomap.map("samplesleep", [0.1] * 60, chunksize=1, client=client, progress=False)
+    )
     new = None
     try:
         wait_until(lambda: int(fresh_redis.redis.get("goworker:stat:processed") or 0) >= 5, what="progress")
@@ -275,19 +283,11 @@ def test_workers_gone_past_the_grace_fail_the_batch(fresh_redis: RedisServer, mo
 def test_a_worker_killed_again_and_again_loses_nothing(fresh_redis: RedisServer):
     steady = Worker(fresh_redis.url, "-concurrency", "2")
     client = gomap.Client(fresh_redis.url)
-    results: list[object] = []
-    errors: list[BaseException] = []
     n = 20_000
-
-    def run() -> None:
-        try:
-            results.extend(gomap.map("sampleadd", pairs(n), chunksize=200, client=client, progress=False, timeout=120))
-        except BaseException as e:
-            errors.append(e)
-
     victims = []
-    t = threading.Thread(target=run)
-    t.start()
+    t, results, errors = in_thread(
+        lambda: gomap.map("sampleadd", pairs(n), chunksize=200, client=client, progress=False, timeout=120)
+    )
     try:
         for _ in range(5):
             v = Worker(fresh_redis.url, "-concurrency", "2")
