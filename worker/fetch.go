@@ -433,11 +433,33 @@ func (w *Worker) failOversize(ctx context.Context, slot int, j reserved) {
 }
 
 // unreserve removes j from the in-flight list, in pipe.
+// unreserved reports whether j's entry already left the in-flight list:
+// fewer entries like it are in the list than the worker holds (j among
+// them). An oversize job is never reported so: DropOversizeScript finds it
+// by its size and removes it only if it is there.
+func (w *Worker) unreserved(ctx context.Context, j reserved) (bool, error) {
+	if j.size > 0 {
+		return false, nil
+	}
+	// COUNT 0: every position, so the reply's length is the number of entries.
+	at, err := w.rdb.LPosCount(ctx, w.keys.Inflight(j.queue, w.proc), j.payload, 0, redis.LPosArgs{}).Result()
+	if err != nil {
+		return false, err
+	}
+	return len(at) < w.held.count(j), nil
+}
+
+// unreserve removes j's entry from its in-flight list, in pipe. The command
+// is marked for go-redis not to send the pipeline again by itself: after a
+// lost reply, ack looks first (unreserved), since the LREM sent again would
+// take the entry of another job with the same payload.
 func (w *Worker) unreserve(ctx context.Context, pipe redis.Pipeliner, j reserved) {
 	inflight := w.keys.Inflight(j.queue, w.proc)
+	cmd := redis.NewCmd(ctx, "lrem", inflight, 1, j.payload)
 	if j.size > 0 {
-		pipe.Eval(ctx, protocol.DropOversizeScript, []string{inflight}, j.size, j.payload)
-		return
+		cmd = redis.NewCmd(ctx, "eval", protocol.DropOversizeScript, 1, inflight, j.size, j.payload)
 	}
-	pipe.LRem(ctx, inflight, 1, j.payload)
+	if err := pipe.Process(ctx, noRetry{cmd}); err != nil {
+		w.log.Warn("queueing the acknowledgement", "err", err)
+	}
 }

@@ -91,6 +91,13 @@ func (h *holdings) release(j reserved) {
 	h.n[j.queue]--
 }
 
+// count is how many jobs like j are held.
+func (h *holdings) count(j reserved) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.jobs[j.queue][heldJob{j.payload, j.size}]
+}
+
 // counts is how many jobs are held, per queue.
 func (h *holdings) counts() map[string]int {
 	h.mu.Lock()

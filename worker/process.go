@@ -243,10 +243,28 @@ func (w *Worker) ack(ctx context.Context, j reserved, extra func(redis.Pipeliner
 		w.log.Info("job finished after the shutdown timeout; it stays queued", "queue", j.queue)
 		return
 	}
+	attempt := 0
 	err := retry(ctx, w.log, "acknowledge job", func(ctx context.Context) error {
+		attempt++
+		unreserve := true
+		if attempt > 1 {
+			// The previous attempt may have run in Redis with its reply lost.
+			// Sent again, its LREM would take the in-flight entry of another
+			// job with the same payload: look first.
+			done, err := w.unreserved(ctx, j)
+			if err != nil {
+				return err
+			}
+			if done && !w.cluster {
+				return nil // one node runs a pipeline in order: what came before the LREM ran too
+			}
+			unreserve = !done
+		}
 		_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			extra(pipe)
-			w.unreserve(ctx, pipe, j)
+			if unreserve {
+				w.unreserve(ctx, pipe, j)
+			}
 			return nil
 		})
 		return err

@@ -34,6 +34,7 @@ type Worker struct {
 
 	rdb      redis.UniversalClient // commands
 	ownsRDB  bool
+	cluster  bool                  // rdb is a Redis Cluster: a pipeline runs on several nodes at once
 	blockRDB redis.UniversalClient // blocking reserves; a pool of its own
 
 	// Used by the fetch loop only.
@@ -232,6 +233,7 @@ func (w *Worker) connect(ctx context.Context) error {
 		}
 		w.ownsRDB = true
 	}
+	_, w.cluster = w.rdb.(*redis.ClusterClient)
 	blk, err := blockingClient(w.rdb, len(w.queues)+1)
 	if err != nil {
 		return errors.Join(err, w.closeClients())
