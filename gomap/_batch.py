@@ -25,6 +25,7 @@ from ._client import TRANSIENT, Client, OutOfTime, WorkerInfo, redact
 from ._exceptions import (
     BatchCancelled,
     BatchLost,
+    ConfigError,
     ConnectError,
     GomapError,
     NoWorkersError,
@@ -146,6 +147,13 @@ class Batch:
         if chunksize is None:
             chunksize = auto_chunksize(total, len(live))
         self.chunksize = chunksize
+        most = [w for w in live if 0 < w.max_chunk_items < min(chunksize, total or chunksize)]
+        if most:
+            w = min(most, key=lambda w: w.max_chunk_items)
+            raise ConfigError(
+                f"chunksize={chunksize} is more items than worker {w.id} takes in a chunk (its -max-chunk-items is "
+                f"{w.max_chunk_items}): pass chunksize={w.max_chunk_items} or less"
+            )
         limits = [w.max_payload for w in live if w.max_payload > 0]
         self._max_payload = min(limits) if limits else _defaults.MAX_PAYLOAD
         self._limit_ms = None if item_timeout is None else math.ceil(item_timeout * 1000)
@@ -317,13 +325,15 @@ class Batch:
             return None  # a chunk that ran twice
         out = _codec.loads(raw)
         values = out["values"]
+        if values is None:  # every item failed, in the compact form: an error with a count stands for many
+            values = [None] * chunk.size
         if len(values) != chunk.size:
             raise GomapError(
                 f"batch {self.id}: chunk {start} came back with {len(values)} results for {chunk.size} items"
             )
         errs = [
             TaskError(
-                index=e["index"],
+                index=e["index"] + k,
                 function=self.function,
                 kind=e.get("kind", "error"),
                 error=e.get("error", ""),
@@ -331,6 +341,7 @@ class Batch:
                 batch=self.id,
             )
             for e in out.get("errors") or ()
+            for k in range(e.get("count") or 1)
         ]
         self.completed += chunk.size
         return start, values, errs

@@ -153,6 +153,7 @@ class WorkerInfo:
     functions: tuple[str, ...]
     concurrency: int
     max_payload: int = 0  # the largest payload it accepts, in bytes (0: it does not say)
+    max_chunk_items: int = 0  # the most items it takes in a chunk (0: it does not say)
 
 
 def resolve_url(environ: Mapping[str, str]) -> str | None:
@@ -417,4 +418,5 @@ def _worker_info(r: dict[str, Any]) -> WorkerInfo:
         functions=tuple(r.get("functions") or ()),
         concurrency=int(r.get("concurrency", 0)),
         max_payload=int(r.get("max_payload", 0) or 0),
+        max_chunk_items=int(r.get("max_chunk_items", 0) or 0),
     )

@@ -89,8 +89,9 @@ class TaskError(GomapError):
             has the Go stack), ``arguments`` (the item does not fit the function),
             ``unknown_function`` (no worker knows the function), ``result`` (the result has
             no JSON form), ``timeout`` (the item ran past its time limit: ``item_timeout=``, the
-            worker's ``-item-timeout`` or the function's own) or ``requeue_limit`` (its chunk was
-            put back on the queue too often, by workers that died or stopped while running it).
+            worker's ``-item-timeout`` or the function's own), ``requeue_limit`` (its chunk was
+            put back on the queue too often, by workers that died or stopped while running it) or
+            ``chunk_too_large`` (its chunk had more items than the worker's ``-max-chunk-items``).
         error: the Go error text.
         stack: the Go stack of a panic, else ``""``.
         batch: the batch id.

@@ -56,3 +56,29 @@ def test_item_timeout_fails_the_runaway_item_and_the_others_succeed(small_client
     assert isinstance(err, TaskError)
     assert (err.index, err.kind) == (1, "timeout")
     assert "exceeded the 300ms limit (the batch's limit_ms)" in err.error
+
+
+def test_a_chunk_over_the_workers_item_limit(fresh_redis: RedisServer):
+    pairs = [(i, i) for i in range(20)]
+    client = gomap.Client(fresh_redis.url)
+    # Submitted before any worker runs, so the client cannot know the limit: the worker answers
+    # with one error for the whole chunk, which the client spreads over its items.
+    early = gomap.submit("sampleadd", pairs, chunksize=10, errors="return", client=client)
+    w = Worker(fresh_redis.url, "-max-chunk-items", "5")
+    try:
+        got = early.result(timeout=30)
+        assert all(isinstance(e, TaskError) and e.kind == "chunk_too_large" for e in got)
+        assert [e.index for e in got] == list(range(20))
+        assert "-max-chunk-items 5" in got[0].error
+        # Once the worker is live, its record says the limit: a client that reads it (a new one:
+        # this one cached "no workers" for a few seconds) refuses the chunk size before anything
+        # is queued.
+        client.close()
+        client = gomap.Client(fresh_redis.url)
+        with pytest.raises(gomap.ConfigError, match=r"-max-chunk-items is 5\): pass chunksize=5"):
+            gomap.map("sampleadd", pairs, chunksize=10, client=client, progress=False)
+        assert fresh_redis.redis.llen("goworker:queue:sampleadd") == 0
+        assert gomap.map("sampleadd", pairs, chunksize=5, client=client, progress=False) == [2 * i for i in range(20)]
+    finally:
+        client.close()
+        w.stop()

@@ -104,7 +104,12 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 	c := p.Chunk
 	var values []byte
 	var errs []protocol.ItemError
-	if e, ok := w.reg.lookup(p.Class); ok {
+	if n := max(c.TooMany, len(c.Items)); n > w.cfg.MaxChunkItems {
+		w.log.Warn("chunk has too many items; not run", "batch", c.Batch, "items", n, "max", w.cfg.MaxChunkItems)
+		values, errs = []byte("null"), []protocol.ItemError{{Index: c.Start, Count: int64(n), Kind: protocol.KindTooMany,
+			Error: fmt.Sprintf("the chunk has %d items, more than this worker's -max-chunk-items %d: use a smaller chunksize",
+				n, w.cfg.MaxChunkItems)}}
+	} else if e, ok := w.reg.lookup(p.Class); ok {
 		ctx = withJob(ctx, Job{Queue: queue, Class: p.Class, Batch: c.Batch})
 		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS))
 	} else {

@@ -196,3 +196,36 @@ func TestItemRules(t *testing.T) {
 		t.Errorf("argument counts %s", got)
 	}
 }
+
+// A chunk with more items than MaxChunkItems is not run: one error of kind
+// chunk_too_large stands for all its items, in the compact form (values
+// null, the error's count), so that millions of tiny items cannot make the
+// worker build an error and an outcome per item.
+func TestChunkOverMaxItemsFailsInOneError(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int64
+	reg := worker.NewRegistry()
+	reg.Handle("count", worker.Func0(func() (int, error) { return int(calls.Add(1)), nil }))
+	cfg := e.config("hostmax")
+	cfg.Queues = []worker.Queue{{Name: "count"}}
+	cfg.MaxChunkItems = 5
+	e.run(cfg, reg)
+	e.startBatch("bmax")
+	e.pushChunk("count", "count", "bmax", 100, "[[],[],[],[],[],[]]")
+	start, res := e.waitChunk("bmax")
+	if start != 100 || res.Values != nil || len(res.Errors) != 1 {
+		t.Fatalf("outcome of chunk %d: %+v, want values null and one error", start, res)
+	}
+	got := res.Errors[0]
+	if got.Index != 100 || got.Count != 6 || got.Kind != protocol.KindTooMany || !strings.Contains(got.Error, "-max-chunk-items 5") {
+		t.Errorf("error %+v, want index 100, count 6, kind %s naming the limit", got, protocol.KindTooMany)
+	}
+	// A chunk at the limit runs as usual.
+	e.pushChunk("count", "count", "bmax", 0, "[[],[],[],[],[]]")
+	if _, res := e.waitChunk("bmax"); len(res.Values) != 5 || len(res.Errors) != 0 {
+		t.Errorf("a chunk of 5 items: %+v", res)
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("the function ran %d times, want 5: the chunk over the limit must not run", n)
+	}
+}

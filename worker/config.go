@@ -147,6 +147,15 @@ type Config struct {
 	// default: protocol.DefaultMaxPayload (16 MiB)
 	MaxPayload int
 
+	// MaxChunkItems is the most items a chunk may have. A bigger chunk is
+	// not run: its outcome is one error of kind "chunk_too_large" for all of
+	// its items, in the compact form (values null, the error's "count"), so
+	// a hostile chunk of millions of tiny items cannot make the worker build
+	// an error per item. The worker record publishes it as
+	// "max_chunk_items", so clients refuse a bigger chunksize first.
+	// default: protocol.DefaultMaxChunkItems (1,000,000)
+	MaxChunkItems int
+
 	// Hostname is the host part of worker ids. default: os.Hostname()
 	Hostname string
 
@@ -207,6 +216,10 @@ func (c Config) normalize(reg *Registry) (Config, error) {
 	setDefault(&c.RunawayGrace, DefaultRunawayGrace)
 	setDefault(&c.MaxRequeues, DefaultMaxRequeues)
 	setDefault(&c.MaxPayload, protocol.DefaultMaxPayload)
+	setDefault(&c.MaxChunkItems, protocol.DefaultMaxChunkItems)
+	if c.MaxChunkItems < 0 {
+		return c, configError("MaxChunkItems (%d) must not be negative (0 means the default, %d)", c.MaxChunkItems, protocol.DefaultMaxChunkItems)
+	}
 	if c.MaxPayload < 0 {
 		return c, configError("MaxPayload (%d) must not be negative (0 means the default, %d bytes)", c.MaxPayload, protocol.DefaultMaxPayload)
 	}

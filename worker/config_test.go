@@ -66,7 +66,8 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 		Concurrency: 7, Connections: 3, URI: "redis://env/", Namespace: "ns", ExitOnComplete: true, UseNumber: true,
 		Heartbeat: time.Second, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout,
 		TLSClientCertPath: "c.pem", TLSClientKeyPath: "k.pem", RejectTimeout: 3 * time.Second,
-		RunawayGrace: worker.DefaultRunawayGrace, MaxRequeues: worker.DefaultMaxRequeues, MaxPayload: protocol.DefaultMaxPayload}
+		RunawayGrace: worker.DefaultRunawayGrace, MaxRequeues: worker.DefaultMaxRequeues, MaxPayload: protocol.DefaultMaxPayload,
+		MaxChunkItems: protocol.DefaultMaxChunkItems}
 	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", want) {
 		t.Errorf("config\n %+v\nwant\n %+v", cfg, want)
 	}
@@ -76,14 +77,15 @@ func TestNewRejectsBadConfigs(t *testing.T) {
 	reg := worker.NewRegistry()
 	reg.Handle("f", worker.Func0(func() (int, error) { return 0, nil }))
 	for name, cfg := range map[string]worker.Config{
-		"mixed weights":        {Queues: []worker.Queue{{Name: "a", Weight: 1}, {Name: "b"}}},
-		"duplicate queue":      {Queues: []worker.Queue{{Name: "a"}, {Name: "a"}}},
-		"brace in queue":       {Queues: []worker.Queue{{Name: "{a}"}}},
-		"comma in queue":       {Queues: []worker.Queue{{Name: "a,b"}}},
-		"colon in host":        {Hostname: "a:b"},
-		"dead too soon":        {Heartbeat: time.Second, DeadAfter: time.Second},
-		"bad uri":              {URI: "http://x"},
-		"negative max payload": {MaxPayload: -1},
+		"mixed weights":            {Queues: []worker.Queue{{Name: "a", Weight: 1}, {Name: "b"}}},
+		"duplicate queue":          {Queues: []worker.Queue{{Name: "a"}, {Name: "a"}}},
+		"brace in queue":           {Queues: []worker.Queue{{Name: "{a}"}}},
+		"comma in queue":           {Queues: []worker.Queue{{Name: "a,b"}}},
+		"colon in host":            {Hostname: "a:b"},
+		"dead too soon":            {Heartbeat: time.Second, DeadAfter: time.Second},
+		"bad uri":                  {URI: "http://x"},
+		"negative max chunk items": {MaxChunkItems: -1},
+		"negative max payload":     {MaxPayload: -1},
 	} {
 		if _, err := worker.New(cfg, reg); !errors.Is(err, worker.ErrConfig) {
 			t.Errorf("%s: New = %v, want a config error", name, err)

@@ -38,6 +38,7 @@ type Flags struct {
 	runawayGrace    time.Duration
 	maxRequeues     int
 	maxPayload      int
+	maxChunkItems   int
 	hostname        string
 }
 
@@ -88,6 +89,8 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 			"as RequeueLimit instead (-1: no limit)")
 	fs.IntVar(&f.maxPayload, "max-payload", protocol.DefaultMaxPayload,
 		"the largest job payload in `bytes` the worker takes; a bigger one goes to the failed list unread, as PayloadTooLarge")
+	fs.IntVar(&f.maxChunkItems, "max-chunk-items", protocol.DefaultMaxChunkItems,
+		"the most items a chunk may have; a bigger chunk is not run, all its items fail as chunk_too_large")
 	fs.StringVar(&f.hostname, "hostname", "", "the host part of worker ids (default: the machine's hostname)")
 	return f
 }
@@ -126,7 +129,11 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		RunawayGrace:      f.runawayGrace,
 		MaxRequeues:       f.maxRequeues,
 		MaxPayload:        f.maxPayload,
+		MaxChunkItems:     f.maxChunkItems,
 		Hostname:          f.hostname,
+	}
+	if f.maxChunkItems < 1 {
+		return Config{}, configError("-max-chunk-items %d: give a number of items, at least 1", f.maxChunkItems)
 	}
 	if f.maxPayload < 1 {
 		return Config{}, configError("-max-payload %d: give a number of bytes, at least 1", f.maxPayload)

@@ -26,6 +26,7 @@ func (w *Worker) record() string {
 		Slots:       w.slots,
 		Concurrency: w.cfg.Concurrency,
 		MaxPayload:  w.cfg.MaxPayload,
+		MaxItems:    w.cfg.MaxChunkItems,
 		Started:     w.started.UTC().Format(time.RFC3339),
 		Version:     protocol.Version,
 	})

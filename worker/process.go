@@ -40,7 +40,7 @@ func (w *Worker) process(ctx context.Context, slot int, j reserved) {
 		w.failOversize(ctx, slot, j)
 		return
 	}
-	p, err := protocol.DecodePayload([]byte(j.payload))
+	p, err := protocol.DecodePayloadMax([]byte(j.payload), w.cfg.MaxChunkItems)
 	switch {
 	case err != nil:
 		w.finishJob(ctx, slot, j, &failure{exception: excDecode, message: err.Error()})

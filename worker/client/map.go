@@ -65,14 +65,15 @@ var ErrUnknownFunction = errors.New("unknown function")
 var ErrBatchLost = errors.New("batch lost")
 
 // ErrChunkTooLarge is returned by Map, before it submits anything, when a
-// chunk's payload is larger than MapOptions.MaxPayload.
+// chunk's payload is larger than MapOptions.MaxPayload, or its ChunkSize
+// more than a live worker on the queue takes (its -max-chunk-items).
 var ErrChunkTooLarge = errors.New("chunk too large")
 
 // TaskError is the failure of one item of a batch.
 type TaskError struct {
 	Index    int64  // the item's index
 	Function string // the function's name
-	Kind     string // error, panic, arguments, unknown_function, result, timeout or requeue_limit
+	Kind     string // error, panic, arguments, unknown_function, result, timeout, requeue_limit or chunk_too_large
 	Message  string // the Go error text
 	Stack    string // the Go stack, for a panic
 }
@@ -214,6 +215,12 @@ func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOpti
 	b.elsewhere = slices.Compact(b.elsewhere)
 	if b.o.ChunkSize <= 0 {
 		b.o.ChunkSize = AutoChunkSize(n, len(onQueue))
+	}
+	for _, p := range onQueue {
+		if p.MaxItems > 0 && b.o.ChunkSize > p.MaxItems && n > p.MaxItems {
+			return nil, fmt.Errorf("%w: ChunkSize %d is more items than worker %s takes in a chunk (-max-chunk-items %d); use a smaller ChunkSize",
+				ErrChunkTooLarge, b.o.ChunkSize, p.ID, p.MaxItems)
+		}
 	}
 	b.limitFrom = "MapOptions.MaxPayload"
 	if b.o.MaxPayload <= 0 {
@@ -442,6 +449,10 @@ func (b *batch) store(start int64, outcome string, out []jsontext.Value) error {
 	r, err := protocol.DecodeChunkResult([]byte(outcome))
 	if err != nil {
 		return fmt.Errorf("batch %s: chunk %d: %w", b.id, start, err)
+	}
+	if r.Values == nil && len(r.Errors) > 0 { // every item failed, in the compact form: the first error is enough
+		e := r.Errors[0]
+		return &TaskError{Index: e.Index, Function: b.function, Kind: e.Kind, Message: e.Error, Stack: e.Stack}
 	}
 	if len(r.Values) != b.sizes[start] {
 		return fmt.Errorf("batch %s: chunk %d has %d results for %d items", b.id, start, len(r.Values), b.sizes[start])

@@ -524,3 +524,35 @@ func TestMapCancelsInTheBackgroundOnceRedisIsBack(t *testing.T) {
 		return err == nil && len(keys) == 0 && queueLen(t, srv, "samplesleep") == 0
 	})
 }
+
+// A chunk over the workers' -max-chunk-items: Map refuses the ChunkSize up
+// front once it can read the limit, and, when it could not (the batch was
+// submitted before the worker came up), fails with the worker's one
+// chunk_too_large error for the whole chunk.
+func TestMapAndTheWorkersItemLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	c := dial(t, srv.URI)
+	items := repeat([]any{1, 2}, 6)
+	res := mapAsync(context.Background(), c, "sampleadd", items, &client.MapOptions{ChunkSize: 6, NoWorkersAfter: 10 * time.Second})
+	redistest.Eventually(t, 10*time.Second, "the chunk is queued", func() bool { return queueLen(t, srv, "sampleadd") == 1 })
+	reg := worker.NewRegistry()
+	samples.Register(reg)
+	workertest.Run(t, worker.Config{URI: srv.URI, Hostname: "clienttest", Concurrency: 2, MaxChunkItems: 3}, reg)
+	r := await(t, res, 20*time.Second)
+	var te *client.TaskError
+	if !errors.As(r.err, &te) || te.Kind != "chunk_too_large" || te.Index != 0 {
+		t.Fatalf("err = %v, want the TaskError of kind chunk_too_large for item 0", r.err)
+	}
+	_, err := c.Map(context.Background(), "sampleadd", items, &client.MapOptions{ChunkSize: 6})
+	if !errors.Is(err, client.ErrChunkTooLarge) || !strings.Contains(err.Error(), "-max-chunk-items 3") {
+		t.Fatalf("err = %v, want ErrChunkTooLarge naming the limit", err)
+	}
+	if n := queueLen(t, srv, "sampleadd"); n != 0 {
+		t.Errorf("%d chunks queued by the refused Map", n)
+	}
+	out, err := c.Map(context.Background(), "sampleadd", items, &client.MapOptions{ChunkSize: 3})
+	if err != nil || len(out) != 6 || string(out[5]) != "3" {
+		t.Fatalf("Map with ChunkSize 3: %v %q", err, out)
+	}
+	assertNoBatchKeys(t, srv)
+}

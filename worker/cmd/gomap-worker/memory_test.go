@@ -108,3 +108,51 @@ func TestHostilePayloadsKeepTheWorkerSmall(t *testing.T) {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
 }
+
+// A chunk of millions of tiny items, under the max payload: 16 MiB holds
+// 5.5 million "[]". Each would fail (sampleadd takes two arguments), and the
+// worker went past 3 GB building an error and an outcome per item. Now a
+// chunk over -max-chunk-items (1,000,000) keeps no items: one error stands
+// for all, and the peak stays near the payload's size.
+func TestChunkOfMillionsOfItemsKeepsTheWorkerSmall(t *testing.T) {
+	const (
+		items   = 5_500_000
+		maxPeak = 300 << 20 // bytes of VmHWM
+	)
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	keys := protocol.NewKeys("")
+	w := start(t, "-uri", srv.URI, "-hostname", "memitems", "-queues", "sampleadd")
+	redistest.Eventually(t, 10*time.Second, "the worker registers", func() bool { return registered(t, rdb, procID("memitems", w)) })
+	if err := rdb.HSet(ctx, keys.BatchMeta("millions"), "function", "sampleadd").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.PExpire(ctx, keys.BatchMeta("millions"), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	list := bytes.Repeat([]byte("[],"), items)
+	list = append(append([]byte{'['}, list[:len(list)-1]...), ']')
+	payload, err := protocol.AppendChunk(nil, "sampleadd", "millions", 0, list, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.RPush(ctx, keys.Queue("sampleadd"), payload).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 30*time.Second, "the chunk's outcome", func() bool {
+		return rdb.Exists(ctx, keys.BatchDone("millions")).Val() == 1
+	})
+	peak := procStatus(t, w.cmd.Process.Pid, "VmHWM")
+	t.Logf("payload %d MB, peak %d MB", len(payload)>>20, peak>>20)
+	if peak > maxPeak {
+		t.Errorf("peak RSS %d MB, want at most %d MB", peak>>20, maxPeak>>20)
+	}
+	var out protocol.ChunkResult
+	if err := json.Unmarshal([]byte(rdb.HGet(ctx, keys.BatchResults("millions"), "0").Val()), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Values != nil || len(out.Errors) != 1 || out.Errors[0].Count != items || out.Errors[0].Kind != protocol.KindTooMany {
+		t.Errorf("outcome %+v, want values null and one chunk_too_large error for %d items", out, items)
+	}
+}

@@ -115,6 +115,7 @@ const (
 	KindResult       = "result"           // the result has no JSON form (NaN, a channel, …)
 	KindTimeout      = "timeout"          // the call ran past its time limit and was abandoned
 	KindRequeueLimit = "requeue_limit"    // the chunk went back to its queue too often (see RequeueScript)
+	KindTooMany      = "chunk_too_large"  // the chunk has more items than the worker's MaxChunkItems
 )
 
 // ItemError is the outcome of an item that failed.
@@ -123,11 +124,12 @@ type ItemError struct {
 	Kind  string `json:"kind"`
 	Error string `json:"error"`
 	Stack string `json:"stack,omitempty"`
+	Count int64  `json:"count,omitempty"` // when > 1: the error holds for Count items from Index on
 }
 
 // ChunkResult is a chunk's outcome as a client decodes it.
 type ChunkResult struct {
-	Values []jsontext.Value `json:"values"` // one per item; null for a failed item
+	Values []jsontext.Value `json:"values"` // one per item, null for a failed item; nil (JSON null): every item failed
 	Errors []ItemError      `json:"errors"`
 }
 

@@ -15,6 +15,12 @@ import (
 // bigger chunk before they send it.
 const DefaultMaxPayload = 16 << 20
 
+// DefaultMaxChunkItems is the most items a chunk may have by default. Both
+// clients cut at most 10,000 items per chunk unless told otherwise; a chunk
+// of millions of tiny items (16 MiB holds 5 million "[]") would otherwise
+// make the worker build an outcome, and an error, per item.
+const DefaultMaxChunkItems = 1_000_000
+
 // FailedTextLimit is how many bytes of a payload a failed entry keeps when it
 // keeps the payload as a JSON string: one that is not valid JSON, or one
 // bigger than the worker's max payload. Past it the text is cut and marked.

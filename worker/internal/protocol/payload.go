@@ -29,6 +29,7 @@ type Chunk struct {
 	Start   int64
 	Items   [][]byte // raw JSON of each item; sub-slices of the payload
 	LimitMS int64    // "limit_ms": each item's time limit in milliseconds; 0 when absent
+	TooMany int      // with DecodePayloadMax: the number of items when more than its limit (Items is then nil)
 }
 
 // MaxBatchID is the longest batch id a chunk may carry, in bytes. Clients
@@ -37,6 +38,13 @@ const MaxBatchID = 128
 
 // DecodePayload decodes p without copying item bytes: Chunk.Items point into p.
 func DecodePayload(p []byte) (Payload, error) {
+	return DecodePayloadMax(p, 0)
+}
+
+// DecodePayloadMax is DecodePayload keeping at most maxItems items of a chunk
+// (0: no limit). A chunk with more keeps none: Chunk.TooMany says how many it
+// has, so a chunk of millions of tiny items costs no slice of millions.
+func DecodePayloadMax(p []byte, maxItems int) (Payload, error) {
 	var out Payload
 	// The decoder's duplicate-name checks would cost time on every object in
 	// the arguments and items, where they protect nothing: object checks the
@@ -44,7 +52,7 @@ func DecodePayload(p []byte) (Payload, error) {
 	// error everywhere.
 	// From a bytes.Buffer the decoder parses p in place, without copying it.
 	dec := jsontext.NewDecoder(bytes.NewBuffer(p), jsontext.AllowDuplicateNames(true))
-	d := payloadDecoder{dec: dec, src: p}
+	d := payloadDecoder{dec: dec, src: p, maxItems: maxItems}
 	if err := d.object("the payload", func(name string) error { return d.payloadField(name, &out) }); err != nil {
 		return out, fmt.Errorf("%w: %v", ErrPayload, err)
 	}
@@ -67,8 +75,9 @@ func DecodePayload(p []byte) (Payload, error) {
 }
 
 type payloadDecoder struct {
-	dec *jsontext.Decoder
-	src []byte
+	dec      *jsontext.Decoder
+	src      []byte
+	maxItems int // 0: no limit
 }
 
 // object reads one JSON object, calling field for each name with the decoder
@@ -212,12 +221,24 @@ func (d *payloadDecoder) items(c *Chunk) error {
 	if tok.Kind() != '[' {
 		return fmt.Errorf(`"items" is %v, not an array`, tok.Kind())
 	}
+	n := 0
 	for d.dec.PeekKind() != ']' && d.dec.PeekKind() != 0 {
+		n++
+		if d.maxItems > 0 && n > d.maxItems {
+			c.Items = nil
+			if err := d.dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
 		raw, err := d.raw()
 		if err != nil {
 			return err
 		}
 		c.Items = append(c.Items, raw)
+	}
+	if d.maxItems > 0 && n > d.maxItems {
+		c.TooMany = n
 	}
 	_, err = d.dec.ReadToken()
 	return err
