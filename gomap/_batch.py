@@ -41,10 +41,6 @@ Completed = tuple[int, list[Any], list[TaskError]]
 """A completed chunk: its start index, its values (None where an item failed), its errors."""
 
 
-class _Later(Exception):
-    """Internal: run a clean-up in the background only."""
-
-
 class _Chunk:
     __slots__ = ("payload", "size", "start")
 
@@ -61,35 +57,28 @@ class _Source:
     """
 
     def __init__(self, iterable: Iterable[Any], chunksize: int, encode: Callable[[int, Sequence[Any]], _Chunk]) -> None:
-        self._encode = encode
-        self._size = chunksize
-        self._next = 0
-        self._ready: deque[_Chunk] | None = None
-        self._it: Iterator[Any] | None = None
-        self.exhausted = False
         if isinstance(iterable, (list, tuple)):
-            self._ready = deque(encode(lo, iterable[lo : lo + chunksize]) for lo in range(0, len(iterable), chunksize))
-            self.exhausted = not self._ready
+            ready = deque(encode(lo, iterable[lo : lo + chunksize]) for lo in range(0, len(iterable), chunksize))
+            self._chunks = _drain(ready)
         else:
-            self._it = iter(iterable)
+            self._chunks = _encoded(iter(iterable), chunksize, encode)
 
     def next(self) -> _Chunk | None:
-        if self._ready is not None:
-            if not self._ready:
-                return None
-            chunk = self._ready.popleft()
-            self.exhausted = not self._ready
-            return chunk
-        if self.exhausted:
-            return None
-        items = list(itertools.islice(self._it, self._size))  # type: ignore[arg-type]
-        if len(items) < self._size:
-            self.exhausted = True
-        if not items:
-            return None
-        start = self._next
-        self._next += len(items)
-        return self._encode(start, items)
+        return next(self._chunks, None)
+
+
+def _drain(ready: deque[_Chunk]) -> Iterator[_Chunk]:
+    while ready:  # popped, so a chunk's bytes go once it is submitted
+        yield ready.popleft()
+
+
+def _encoded(it: Iterator[Any], size: int, encode: Callable[[int, Sequence[Any]], _Chunk]) -> Iterator[_Chunk]:
+    start = 0
+    while items := list(itertools.islice(it, size)):
+        yield encode(start, items)
+        start += len(items)
+        if len(items) < size:
+            return  # the input ended: do not ask it again
 
 
 def auto_chunksize(total: int | None, workers: int) -> int:
@@ -173,7 +162,6 @@ class Batch:
         self._wait_for_workers = wait_for_workers
         self._seen_worker = bool(live)  # a live worker took the queue at some point
         self._absent_since: float | None = None
-        self._unreachable = False  # the driving call gave up because Redis could not be reached
 
     def __repr__(self) -> str:
         return f"<gomap.Batch {self.function} {self.id} {self.completed}/{self.total or '?'} {self._state}>"
@@ -354,13 +342,14 @@ class Batch:
         ``cancel_on_timeout=False`` it only stops the iteration and the batch keeps running.
         """
         self._deadline = None if timeout is None else time.monotonic() + timeout
+        unreachable = False  # the call gave up because Redis could not be reached
         try:
             if self._state == "cancelled":
                 raise BatchCancelled(f"batch {self.id} was cancelled")
             try:
                 yield from self._run()
             except OutOfTime as e:
-                self._unreachable = True
+                unreachable = True
                 if not cancel_on_timeout:
                     return
                 raise Timeout(
@@ -379,7 +368,7 @@ class Batch:
         except BaseException as e:
             # When Redis is what failed, the cancel goes straight to the background, so the
             # call's error comes out now, not after more attempts at a Redis that is not there.
-            self._cancel_quietly(now=not (self._unreachable or isinstance(e, ConnectError)))
+            self._cancel_quietly(now=not (unreachable or isinstance(e, ConnectError)))
             raise
         finally:
             self._deadline = None
@@ -489,17 +478,18 @@ class Batch:
         return op
 
     def _clean_up(self, op: Callable[[], Any], what: str, *, now: bool = True) -> None:
-        """Run a finish or cancel now; if Redis cannot be reached for CLEANUP_NOW seconds, keep
-        retrying in the background for CANCEL_RETRY seconds so the keys and queued chunks go as
-        soon as Redis is back. Deleting and LREM are idempotent, so retries are safe."""
-        try:
-            if not now:
-                raise _Later
-            self._client.call(op, tolerance=_defaults.CLEANUP_NOW)
-        except (GomapError, _Later) as e:
-            if not isinstance(e, _Later) and not isinstance(e.__cause__, TRANSIENT):
-                raise
-            self._client.in_background(op, f"gomap-{what}-{self.id[:8]}", functools.partial(self._gave_up, what))
+        """Run a finish or cancel now (``now=False``: skip that); if Redis cannot be reached for
+        CLEANUP_NOW seconds, keep retrying in the background for CANCEL_RETRY seconds so the keys
+        and queued chunks go as soon as Redis is back. Deleting and LREM are idempotent, so
+        retries are safe."""
+        if now:
+            try:
+                self._client.call(op, tolerance=_defaults.CLEANUP_NOW)
+                return
+            except GomapError as e:
+                if not isinstance(e.__cause__, TRANSIENT):
+                    raise
+        self._client.in_background(op, f"gomap-{what}-{self.id[:8]}", functools.partial(self._gave_up, what))
 
     def _gave_up(self, what: str, e: GomapError) -> None:
         warnings.warn(

@@ -117,21 +117,26 @@ PERMANENT: tuple[type[Exception], ...] = (
 """Connection errors no retry cures (they are ConnectionErrors in redis-py)."""
 
 
-@contextlib.contextmanager
-def redis_errors(url: str) -> Iterator[None]:
-    """Turn redis-py's errors into gomap's: ConnectError for the connection (naming the URL
-    without its password), RedisCommandError for a command Redis refused."""
-    try:
-        yield
-    except PERMANENT as e:
-        raise ConnectError(
+def gomap_error(e: redis.exceptions.RedisError, url: str) -> GomapError:
+    """gomap's error for a redis-py one: ConnectError for the connection (naming the URL without
+    its password), RedisCommandError for a command Redis refused."""
+    if isinstance(e, PERMANENT):
+        return ConnectError(
             f"Redis at {redact(url)} refused the connection's credentials: {e} (check the user and password "
             "in the URL: redis://user:password@host:port/db)"
-        ) from e
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-        raise ConnectError(f"cannot reach Redis at {redact(url)}: {e}") from e
+        )
+    if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return ConnectError(f"cannot reach Redis at {redact(url)}: {e}")
+    return RedisCommandError(f"Redis at {redact(url)} refused a command: {e}")
+
+
+@contextlib.contextmanager
+def redis_errors(url: str) -> Iterator[None]:
+    """Raise redis-py's errors as gomap's (gomap_error)."""
+    try:
+        yield
     except redis.exceptions.RedisError as e:
-        raise RedisCommandError(f"Redis at {redact(url)} refused a command: {e}") from e
+        raise gomap_error(e, url) from e
 
 
 class OutOfTime(Exception):
@@ -312,32 +317,25 @@ class Client:
         pause = _defaults.RETRY_FIRST
         while True:
             try:
-                with redis_errors(self.url):
-                    try:
-                        return op()
-                    except PERMANENT:
-                        raise
-                    except TRANSIENT as e:
-                        now = time.monotonic()
-                        if first_failure is None:
-                            first_failure = now
-                        end = deadline if deadline is not None else first_failure + tolerance
-                        if self._closed.is_set():
-                            url = redact(self.url)
-                            raise ConnectError(f"the client was closed while Redis at {url} failed: {e}") from e
-                        if now < end:
-                            time.sleep(min(pause * random.uniform(0.5, 1.0), end - now))
-                            pause = min(pause * 2, _defaults.RETRY_MAX)
-                        if time.monotonic() < end:
-                            continue
-                        if deadline is not None:
-                            raise OutOfTime(e) from e
-                        raise
-            except ConnectError as e:
-                if first_failure is not None:
-                    waited = time.monotonic() - first_failure
-                    raise ConnectError(f"{e} (failing for {waited:.1f}s, retried with backoff)") from e.__cause__
-                raise
+                return op()
+            except redis.exceptions.RedisError as e:
+                if isinstance(e, PERMANENT) or not isinstance(e, TRANSIENT):
+                    raise gomap_error(e, self.url) from e
+                now = time.monotonic()
+                if first_failure is None:
+                    first_failure = now
+                if self._closed.is_set():
+                    raise ConnectError(f"the client was closed while {gomap_error(e, self.url)}") from e
+                end = deadline if deadline is not None else first_failure + tolerance
+                if now < end:
+                    time.sleep(min(pause * random.uniform(0.5, 1.0), end - now))
+                    pause = min(pause * 2, _defaults.RETRY_MAX)
+                if time.monotonic() < end:
+                    continue
+                if deadline is not None:
+                    raise OutOfTime(e) from e
+                waited = f"failing for {time.monotonic() - first_failure:.1f}s, retried with backoff"
+                raise ConnectError(f"{gomap_error(e, self.url)} ({waited})") from e
 
     def enqueue(self, class_: str, *args: Any, queue: str | None = None) -> None:
         """Push a plain Resque job, byte for byte what Ruby's ``Resque.enqueue`` pushes.

@@ -47,7 +47,6 @@ MAX_DEPTH = 253
 _ORJSON_OPTIONS = 0 if orjson is None else orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 
 _INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1  # the ints orjson writes and reads exactly
-_CHECK_CHUNK = 65536  # check_items encodes this many items at a time
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _RUN = b"0" * 19
 _INF = math.inf
@@ -331,15 +330,6 @@ def _infinite(obj: Any) -> bool:
         return _infinite(_default(obj))  # a dataclass's fields, an enum's value
     except TypeError:
         return False
-
-
-def check_items(items: Sequence[Any]) -> None:
-    """Raise the EncodeError of the first item that cannot be sent, before any chunk is sent.
-
-    It encodes the items as ``dumps_items`` does, a bounded number at a time, and keeps nothing.
-    """
-    for s in range(0, len(items), _CHECK_CHUNK):
-        dumps_items(items[s : s + _CHECK_CHUNK], s)
 
 
 def loads(data: bytes | str) -> Any:

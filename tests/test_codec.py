@@ -165,19 +165,6 @@ def test_nan_and_none_stay_null(codec):
         _codec.dumps_resque("Job", [math.nan])
 
 
-def test_check_items_finds_the_first_bad_item_without_keeping_anything(codec):
-    items: list[Any] = [(i, i) for i in range(300_000)]
-    assert _codec.check_items(items) is None
-    items[200_000] = ({1, 2}, 3)
-    items[250_000] = (math.inf, 1)
-    with pytest.raises(gomap.EncodeError, match=r"item 200000 \(tuple\).*set") as info:
-        _codec.check_items(items)
-    assert info.value.index == 200_000
-    with pytest.raises(gomap.EncodeError, match=r"item 1 .*infinity"):
-        _codec.check_items([(1, 2), (math.inf, 1)])
-    assert _codec.check_items([]) is None
-
-
 # -- across the wire, against the real worker ------------------------------------------------
 
 

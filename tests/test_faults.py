@@ -180,11 +180,13 @@ def _stall(server: RedisServer, seconds: float) -> threading.Thread:
     return t
 
 
-def test_a_redis_stall_is_ridden_out(fresh_redis: RedisServer):
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_a_redis_stall_is_ridden_out(fresh_redis: RedisServer, timeout: float | None):
+    """A stall shorter than the call's timeout (or, without one, than the stall tolerance)."""
     w = Worker(fresh_redis.url)
     client = gomap.Client(fresh_redis.url)
     try:
-        it = gomap.imap("samplesleep", [0.02] * 200, chunksize=5, client=client)
+        it = gomap.imap("samplesleep", [0.02] * 200, chunksize=5, client=client, timeout=timeout)
         first = next(it)
         thaw = _stall(fresh_redis, 4.0)
         rest = list(it)
@@ -337,9 +339,10 @@ def test_a_bad_item_late_in_a_list_fails_before_any_chunk_runs(client: gomap.Cli
     r = redis_server.redis
     before = int(r.get("goworker:stat:processed") or 0)
     items: list[object] = pairs(200_001)
-    items[200_000] = (object(), 1)
-    with pytest.raises(gomap.EncodeError) as info:
+    items[150_000] = ({1, 2}, 1)
+    items[200_000] = (math.inf, 1)
+    with pytest.raises(gomap.EncodeError, match=r"item 150000 \(tuple\).*set") as info:
         gomap.map("sampleadd", items, chunksize=1000, client=client, progress=False)
-    assert info.value.index == 200_000
+    assert info.value.index == 150_000
     assert int(r.get("goworker:stat:processed") or 0) == before
     assert r.llen("goworker:queue:sampleadd") == 0

@@ -18,7 +18,6 @@ import (
 	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/gomap/gomap/worker/internal/redistest"
 	"github.com/gomap/gomap/worker/internal/workertest"
-	"github.com/redis/go-redis/v9"
 )
 
 // spinner holds functions that ignore their context: "spin" busy-loops on a
@@ -501,12 +500,7 @@ func TestLimitedItemsContextCarriesTheDeadlineAndEndsAtIt(t *testing.T) {
 
 func TestRequeueLimitOnARedisCluster(t *testing.T) {
 	uri := redistest.StartCluster(t)
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{strings.TrimSuffix(strings.TrimPrefix(uri, "redis://"), "/")}})
-	t.Cleanup(func() {
-		if err := rdb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	rdb := redistest.ClusterClient(t, uri)
 	ctx := context.Background()
 	keys := protocol.NewKeys("")
 	job := `{"class":"nap","args":[60]}`

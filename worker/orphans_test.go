@@ -291,12 +291,7 @@ func TestRedisStallLosesNoReservedJob(t *testing.T) {
 // pushed after them.
 func TestOrphansOnARedisCluster(t *testing.T) {
 	uri := redistest.StartCluster(t)
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{strings.TrimSuffix(strings.TrimPrefix(uri, "redis://"), "/")}})
-	t.Cleanup(func() {
-		if err := rdb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	rdb := redistest.ClusterClient(t, uri)
 	ctx := context.Background()
 	keys := protocol.NewKeys("")
 	names := []string{"clorph1", "clorph2"}

@@ -58,17 +58,8 @@ func TestMapReturnsByItsDeadlineWhileRedisStalls(t *testing.T) {
 	defer cancel()
 	res := mapAsync(ctx, c, "samplesleep", items, &client.MapOptions{ChunkSize: 1})
 	waitTaken(t, srv, "samplesleep", len(items))
-	srv.Pause()
-	stall := time.After(3 * time.Second)
-	var r mapResult
-	select {
-	case r = <-res:
-	case <-stall:
-		t.Fatal("Map did not return while Redis was frozen")
-	}
-	took := time.Since(start)
-	<-stall
-	srv.Resume()
+	r, returned := returnDuringStall(t, srv, res, 3*time.Second)
+	took := returned.Sub(start)
 	if !errors.Is(r.err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", r.err)
 	}
@@ -90,18 +81,9 @@ func TestMapGivesUpAfterStallTolerance(t *testing.T) {
 	items := repeat(1.5, 8)
 	res := mapAsync(context.Background(), c, "samplesleep", items, &client.MapOptions{ChunkSize: 1, StallTolerance: 2 * time.Second})
 	waitTaken(t, srv, "samplesleep", len(items))
-	srv.Pause()
 	paused := time.Now()
-	stall := time.After(6 * time.Second)
-	var r mapResult
-	select {
-	case r = <-res:
-	case <-stall:
-		t.Fatal("Map did not return while Redis was frozen")
-	}
-	took := time.Since(paused)
-	<-stall
-	srv.Resume()
+	r, returned := returnDuringStall(t, srv, res, 6*time.Second)
+	took := returned.Sub(paused)
 	if r.err == nil || !strings.Contains(r.err.Error(), "Redis kept failing for") || !strings.Contains(r.err.Error(), "MapOptions.StallTolerance") ||
 		errors.Is(r.err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", r.err)
@@ -119,4 +101,24 @@ func TestMapGivesUpAfterStallTolerance(t *testing.T) {
 	} else {
 		t.Logf("Close: %v", err)
 	}
+}
+
+// returnDuringStall freezes Redis for d and returns what Map returned during
+// the stall, and when; it fails the test if Map did not return before Redis
+// resumed.
+func returnDuringStall(t *testing.T, srv *redistest.Server, res <-chan mapResult, d time.Duration) (mapResult, time.Time) {
+	t.Helper()
+	srv.Pause()
+	stall := time.After(d)
+	var r mapResult
+	select {
+	case r = <-res:
+	case <-stall:
+		srv.Resume()
+		t.Fatal("Map did not return while Redis was frozen")
+	}
+	returned := time.Now()
+	<-stall
+	srv.Resume()
+	return r, returned
 }

@@ -226,3 +226,16 @@ func clusterPort(t testing.TB) int {
 	t.Fatal("no free port pair for a cluster node")
 	return 0
 }
+
+// ClusterClient is a client of the cluster StartCluster returned uri of,
+// closed when the test ends.
+func ClusterClient(t testing.TB, uri string) *redis.ClusterClient {
+	t.Helper()
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{strings.TrimSuffix(strings.TrimPrefix(uri, "redis://"), "/")}})
+	t.Cleanup(func() {
+		if err := rdb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return rdb
+}
