@@ -85,10 +85,16 @@ def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes, limit
 
 # The same text as CollectScript in worker/internal/protocol/scripts.go (a test compares them):
 # KEYS done, results, meta, taken; ARGV most to pop, TTL ms (0: leave), the acknowledged starts…
-# Returns start, outcome pairs, or the one string "lost" when the batch's meta key is gone.
+# Returns the items done inside chunks still running, then start, outcome pairs; or the one
+# string "lost" when the batch's meta key is gone.
 
 COLLECT_SCRIPT = """
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'lost'} end
+local meta = redis.call('HGETALL', KEYS[3])
+if #meta == 0 then return {'lost'} end
+local running = 0
+for i = 1, #meta, 2 do
+  if string.sub(meta[i], 1, 8) == 'running:' then running = running + tonumber(meta[i + 1]) end
+end
 local acked = {}
 for i = 3, #ARGV do
   acked[ARGV[i]] = true
@@ -108,7 +114,7 @@ redis.call('DEL', KEYS[4])
 for i = 1, #starts, 1000 do
   redis.call('RPUSH', KEYS[4], unpack(starts, i, math.min(i + 999, #starts)))
 end
-local out = {}
+local out = {running}
 for _, s in ipairs(starts) do
   out[#out + 1] = s
   out[#out + 1] = redis.call('HGET', KEYS[2], s)

@@ -46,6 +46,17 @@ func (e *ArgumentError) Error() string {
 
 func (e *ArgumentError) Unwrap() error { return e.Err }
 
+// argPosition is the position of the argument err is about (an item error's
+// "arg"), or nil when err is not about one argument.
+func argPosition(err error) *int {
+	var ae *ArgumentError
+	if !errors.As(err, &ae) || ae.Index < 0 {
+		return nil
+	}
+	i := ae.Index
+	return &i
+}
+
 func arityError(want, got int) error {
 	return &ArgumentError{Index: -1, Err: fmt.Errorf("takes %d argument%s, got %d", want, plural(want), got)}
 }

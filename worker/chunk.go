@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +35,9 @@ func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.
 		w.ack(ctx, j, func(pipe redis.Pipeliner) { pipe.Del(ctx, w.keys.Worker(id)) })
 		return
 	}
-	chunkCtx, cancelled := w.watchBatch(ctx, meta)
-	outcome := w.chunkOutcome(chunkCtx, j.queue, p)
+	var prog chunkProgress
+	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, &prog)
+	outcome := w.chunkOutcome(chunkCtx, j.queue, p, &prog)
 	if cancelled() {
 		w.log.Debug("batch cancelled while its chunk ran", "batch", c.Batch, "start", c.Start)
 		w.ack(ctx, j, func(pipe redis.Pipeliner) { pipe.Del(ctx, w.keys.Worker(id)) })
@@ -50,26 +52,60 @@ func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.
 	})
 }
 
+// chunkProgress lets a chunk's watcher read how many of its items are done.
+type chunkProgress struct {
+	run atomic.Pointer[itemRun]
+}
+
+func (p *chunkProgress) done() int64 {
+	if r := p.run.Load(); r != nil {
+		return r.itemsDone()
+	}
+	return 0
+}
+
 // watchBatch returns the context a chunk runs in: it ends when the batch is
 // cancelled (its meta key is gone, checked every second), so the chunk's
-// remaining items are skipped and context-aware functions stop. The second
-// result says, once the chunk is done, whether that happened; it also stops
-// the watch.
-func (w *Worker) watchBatch(ctx context.Context, meta string) (context.Context, func() bool) {
+// remaining items are skipped and context-aware functions stop. While the
+// chunk runs, it records every ProgressInterval how many of its items are
+// done (ProgressScript), when that changed; the script checks meta too. The
+// second result says, once the chunk is done, whether the batch went away;
+// it also stops the watch, so no progress is written after the outcome.
+func (w *Worker) watchBatch(ctx context.Context, meta string, start int64, prog *chunkProgress) (context.Context, func() bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	var gone atomic.Bool
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	every := w.cfg.ProgressInterval
+	if every <= 0 || every > time.Second {
+		every = time.Second // the cancel check's own pace
+	}
 	go func() {
 		defer close(done)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
+		var reported int64
+		checked := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
-				if n, err := w.rdb.Exists(ctx, meta).Result(); err == nil && n == 0 {
+			case now := <-t.C:
+				alive := true
+				if n := prog.done(); w.cfg.ProgressInterval > 0 && n != reported {
+					ok, err := w.rdb.Eval(ctx, protocol.ProgressScript, []string{meta}, start, n).Int()
+					if err != nil {
+						continue
+					}
+					reported, checked, alive = n, now, ok == 1
+				} else if now.Sub(checked) >= time.Second {
+					n, err := w.rdb.Exists(ctx, meta).Result()
+					if err != nil {
+						continue
+					}
+					checked, alive = now, n == 1
+				}
+				if !alive {
 					gone.Store(true)
 					cancel()
 					return
@@ -100,7 +136,7 @@ func chunkSummary(p protocol.Payload) string {
 		cls, protocol.Version, batch, p.Chunk.Start, len(p.Chunk.Items))
 }
 
-func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payload) []byte {
+func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payload, prog *chunkProgress) []byte {
 	c := p.Chunk
 	var values []byte
 	var errs []protocol.ItemError
@@ -111,7 +147,7 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 				n, w.cfg.MaxChunkItems)}}
 	} else if e, ok := w.reg.lookup(p.Class); ok {
 		ctx = withJob(ctx, Job{Queue: queue, Class: p.Class, Batch: c.Batch})
-		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS))
+		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS), prog)
 	} else {
 		values, errs = failAll(c, protocol.KindUnknown, w.unknownClass(p.Class, queue))
 	}
@@ -173,11 +209,15 @@ type itemRun struct {
 	done  chan struct{}
 
 	runners []*runner // the watcher's own
+
+	mu  sync.Mutex
+	all []*runner // every runner started, abandoned ones too: itemsDone adds up their counts
 }
 
 // runner runs items one at a time: the rest of its grain, then the next.
 type runner struct {
 	callState
+	done  atomic.Int64 // items it gave an outcome, for progress; its own, so runners do not share a cache line
 	token int64
 	ctx   *limitCtx // of the running call, when it has a limit
 	g     int       // its grain; -1 before the first
@@ -189,8 +229,9 @@ type runner struct {
 }
 
 // runItems runs h on every item of c, in parallel on all CPUs, and returns
-// the JSON array of values (null for a failed item) and the errors.
-func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *protocol.Chunk, lim limit) ([]byte, []protocol.ItemError) {
+// the JSON array of values (null for a failed item) and the errors. prog, if
+// not nil, can tell how many items are done while it runs.
+func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *protocol.Chunk, lim limit, prog *chunkProgress) ([]byte, []protocol.ItemError) {
 	n := len(c.Items)
 	if n == 0 {
 		return []byte("[]"), nil
@@ -212,6 +253,9 @@ func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *proto
 	r.live.Store(int64(procs))
 	for range procs {
 		r.start(&runner{g: -1})
+	}
+	if prog != nil {
+		prog.run.Store(r)
 	}
 	if !r.wait() {
 		return failAll(c, protocol.KindError, "not run: "+context.Cause(ctx).Error())
@@ -235,7 +279,21 @@ func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *proto
 
 func (r *itemRun) start(rn *runner) {
 	r.runners = append(r.runners, rn)
+	r.mu.Lock()
+	r.all = append(r.all, rn)
+	r.mu.Unlock()
 	go r.run(rn)
+}
+
+// itemsDone is how many items have an outcome so far.
+func (r *itemRun) itemsDone() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n int64
+	for _, rn := range r.all {
+		n += rn.done.Load()
+	}
+	return n
 }
 
 // wait watches the runners until they are done, and reports true; or until
@@ -292,6 +350,7 @@ func (r *itemRun) timeouts() {
 		r.w.log.Warn("item exceeded its time limit; abandoned it", "function", r.class, "batch", r.c.Batch, "index", index,
 			"limit", r.lim.d, "set_by", r.lim.source)
 		nr := &runner{g: rn.g, lo: rn.lo, i: rn.i + 1, hi: rn.hi}
+		nr.done.Store(1) // the abandoned item has its outcome now
 		// rn's call may still append to its buffer: copy what is done.
 		nr.out.values = append(make([]byte, 0, len(rn.out.values)+8*(rn.hi-rn.i)), rn.out.values...)
 		nr.out.values = append(nr.out.values, "null"...)
@@ -375,6 +434,7 @@ func (r *itemRun) item(rn *runner) bool {
 		rn.out.values = append(rn.out.values, "null"...)
 	}
 	rn.i++
+	rn.done.Add(1)
 	return true
 }
 
@@ -390,7 +450,7 @@ func callItem(ctx context.Context, h Handler, args Args, dst []byte) (out []byte
 	}()
 	out, err := h.Call(ctx, args, dst)
 	if err != nil {
-		return dst[:n], &protocol.ItemError{Kind: errorKind(err), Error: err.Error()}
+		return dst[:n], &protocol.ItemError{Kind: errorKind(err), Error: err.Error(), Arg: argPosition(err)}
 	}
 	return out, nil
 }

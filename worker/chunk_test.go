@@ -229,3 +229,43 @@ func TestChunkOverMaxItemsFailsInOneError(t *testing.T) {
 		t.Errorf("the function ran %d times, want 5: the chunk over the limit must not run", n)
 	}
 }
+
+// While a chunk runs, its worker records in meta how many of its items are
+// done; the outcome's write removes the record.
+func TestRunningChunkReportsItsProgress(t *testing.T) {
+	e := newEnv(t)
+	tokens := make(chan struct{}, 8)
+	reg := worker.NewRegistry()
+	reg.Handle("gate", worker.Func1(func(n int) (int, error) {
+		<-tokens
+		return n, nil
+	}))
+	cfg := e.config("hostp")
+	cfg.ProgressInterval = 20 * time.Millisecond
+	e.run(cfg, reg)
+	e.startBatch("prog")
+	e.pushChunk("gate", "gate", "prog", 100, "[0,1,2,3,4,5,6,7]")
+	meta := e.keys.BatchMeta("prog")
+	field := func() string {
+		v, err := e.rdb.HGet(e.ctx, meta, "running:100").Result()
+		if err != nil {
+			return ""
+		}
+		return v
+	}
+	given := 0
+	for _, want := range []int{1, 4, 7} {
+		for ; given < want; given++ {
+			tokens <- struct{}{}
+		}
+		e.eventually(fmt.Sprintf("running:100 = %d", want), func() bool { return field() == fmt.Sprint(want) })
+	}
+	tokens <- struct{}{} // the last item
+	start, res := e.waitChunk("prog")
+	if start != 100 || len(res.Values) != 8 || len(res.Errors) != 0 {
+		t.Fatalf("outcome: start %d, %d values, errors %v", start, len(res.Values), res.Errors)
+	}
+	if n, err := e.rdb.HExists(e.ctx, meta, "running:100").Result(); err != nil || n {
+		t.Fatalf("the progress field outlived the outcome: %v %v", n, err)
+	}
+}

@@ -94,6 +94,14 @@ type Config struct {
 	// workers try to reap dead ones. default: 5s
 	Heartbeat time.Duration
 
+	// ProgressInterval is how often a chunk of a batch that is still
+	// running records how many of its items are done (docs/protocol.md,
+	// "Progress"), so the client's bar moves item by item; a chunk done
+	// sooner records nothing. Negative: never; more than 1s counts as 1s
+	// (the pace at which a running chunk looks for its batch's cancel).
+	// default: 250ms
+	ProgressInterval time.Duration
+
 	// DeadAfter is how long a worker may miss heartbeats before another
 	// worker declares it dead and puts its in-flight jobs back on their
 	// queues. default: 30s
@@ -169,16 +177,17 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultInterval        = 5 * time.Second
-	DefaultConcurrency     = 25
-	DefaultConnections     = 2
-	DefaultURI             = "redis://localhost:6379/"
-	DefaultHeartbeat       = 5 * time.Second
-	DefaultDeadAfter       = 30 * time.Second
-	DefaultShutdownTimeout = 20 * time.Second
-	DefaultRejectTimeout   = 10 * time.Second
-	DefaultRunawayGrace    = 10 * time.Second
-	DefaultMaxRequeues     = 3
+	DefaultInterval         = 5 * time.Second
+	DefaultConcurrency      = 25
+	DefaultConnections      = 2
+	DefaultURI              = "redis://localhost:6379/"
+	DefaultHeartbeat        = 5 * time.Second
+	DefaultProgressInterval = 250 * time.Millisecond
+	DefaultDeadAfter        = 30 * time.Second
+	DefaultShutdownTimeout  = 20 * time.Second
+	DefaultRejectTimeout    = 10 * time.Second
+	DefaultRunawayGrace     = 10 * time.Second
+	DefaultMaxRequeues      = 3
 )
 
 // ErrConfig marks an invalid Config.
@@ -206,6 +215,7 @@ func (c Config) normalize(reg *Registry) (Config, error) {
 	setDefault(&c.Connections, DefaultConnections)
 	setDefault(&c.URI, DefaultURI)
 	setDefault(&c.Heartbeat, DefaultHeartbeat)
+	setDefault(&c.ProgressInterval, DefaultProgressInterval)
 	setDefault(&c.DeadAfter, DefaultDeadAfter)
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	setDefault(&c.RejectTimeout, DefaultRejectTimeout)

@@ -54,7 +54,7 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 	fl := worker.BindFlags(fs)
 	err := fs.Parse([]string{"-queues", "a=3,b", "-interval", "0.25", "-concurrency", "7", "-connections", "3",
 		"-namespace", "ns", "-exit-on-complete", "-use-number", "-heartbeat", "1s", "-dead-after", "9s",
-		"-tls-client-cert", "c.pem", "-tls-client-key", "k.pem", "-reject-timeout", "3s"})
+		"-tls-client-cert", "c.pem", "-tls-client-key", "k.pem", "-reject-timeout", "3s", "-progress-interval", "100ms"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 	}
 	want := worker.Config{Queues: []worker.Queue{{Name: "a", Weight: 3}, {Name: "b", Weight: 1}}, Interval: 250 * time.Millisecond,
 		Concurrency: 7, Connections: 3, URI: "redis://env/", Namespace: "ns", ExitOnComplete: true, UseNumber: true,
-		Heartbeat: time.Second, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout,
+		Heartbeat: time.Second, ProgressInterval: 100 * time.Millisecond, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout,
 		TLSClientCertPath: "c.pem", TLSClientKeyPath: "k.pem", RejectTimeout: 3 * time.Second,
 		RunawayGrace: worker.DefaultRunawayGrace, MaxRequeues: worker.DefaultMaxRequeues, MaxPayload: protocol.DefaultMaxPayload,
 		MaxChunkItems: protocol.DefaultMaxChunkItems}

@@ -30,6 +30,7 @@ type Flags struct {
 	tlsClientKey    string
 	rejectTimeout   time.Duration
 	heartbeat       time.Duration
+	progress        time.Duration
 	deadAfter       time.Duration
 	shutdownTimeout time.Duration
 	itemTimeout     time.Duration
@@ -70,6 +71,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 		"at start, how long to retry while Redis rejects the worker (wrong password, missing ACL permission, TLS certificate refused)\n"+
 			"before exiting with an error; a refused connection or a timeout is retried without end")
 	fs.DurationVar(&f.heartbeat, "heartbeat", DefaultHeartbeat, "how often the worker proves it is alive and looks for dead workers")
+	fs.DurationVar(&f.progress, "progress-interval", DefaultProgressInterval,
+		"how often a running chunk of a batch reports how many of its items are done, for the client's progress bar\n"+
+			"(only chunks that run longer report; a negative value turns it off)")
 	fs.DurationVar(&f.deadAfter, "dead-after", DefaultDeadAfter,
 		"how long a worker may miss heartbeats before its in-flight jobs go back to their queues")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout,
@@ -121,6 +125,7 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		TLSClientKeyPath:  f.tlsClientKey,
 		RejectTimeout:     f.rejectTimeout,
 		Heartbeat:         f.heartbeat,
+		ProgressInterval:  f.progress,
 		DeadAfter:         f.deadAfter,
 		ShutdownTimeout:   f.shutdownTimeout,
 		ItemTimeout:       f.itemTimeout,

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 
 	"github.com/gomap/gomap/worker/internal/protocol"
@@ -25,6 +26,7 @@ func (w *Worker) record() string {
 		Signatures:  w.reg.Signatures(),
 		Slots:       w.slots,
 		Concurrency: w.cfg.Concurrency,
+		Cores:       runtime.GOMAXPROCS(0),
 		MaxPayload:  w.cfg.MaxPayload,
 		MaxItems:    w.cfg.MaxChunkItems,
 		Started:     w.started.UTC().Format(time.RFC3339),

@@ -242,3 +242,38 @@ func assertNoBatchKeys(t *testing.T, srv *redistest.Server) {
 		t.Errorf("batch keys left behind: %q", keys)
 	}
 }
+
+// MapOptions.Progress hears the items done inside a chunk while it runs, not
+// only when the chunk completes.
+func TestMapProgressCountsItemsInsideARunningChunk(t *testing.T) {
+	srv := redistest.Start(t)
+	startWorker(t, srv.URI)
+	c := dial(t, srv.URI)
+	items := make([]any, 8)
+	for i := range items {
+		items[i] = 0.5 // seconds: two goroutines (GOMAXPROCS in tests) take about 2 s over one chunk
+	}
+	var seen []int
+	_, err := c.Map(context.Background(), "samplesleep", items, &client.MapOptions{
+		ChunkSize: len(items),
+		Progress: func(done, total int) {
+			if total != len(items) {
+				t.Errorf("total %d, want %d", total, len(items))
+			}
+			seen = append(seen, done)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 || seen[len(seen)-1] != len(items) {
+		t.Fatalf("progress %v: want it to end at %d", seen, len(items))
+	}
+	inside := false
+	for _, n := range seen {
+		inside = inside || (n > 0 && n < len(items))
+	}
+	if !inside {
+		t.Errorf("progress %v: no count from inside the running chunk", seen)
+	}
+}

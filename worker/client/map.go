@@ -22,7 +22,7 @@ type MapOptions struct {
 	// Queue to send the chunks to. default: the function's name
 	Queue string
 	// ChunkSize is the number of items per chunk.
-	// default: len(items)/(4·workers), between 1 and 10,000
+	// default: len(items)/(4·slots of the live workers on the queue), between 1 and 10,000
 	ChunkSize int
 	// TTL bounds how long a batch's keys outlive a client that died without
 	// cleaning up; a waiting client keeps renewing it. default: 1h
@@ -50,6 +50,12 @@ type MapOptions struct {
 	// default: the smallest limit the live workers on the queue advertise,
 	// or, without them, the workers' default of 16 MiB
 	MaxPayload int
+	// Progress, when set, is called as the batch advances, with the items
+	// done so far: those of completed chunks plus those done inside chunks
+	// still running (workers report them while a chunk runs). It may be
+	// called with the same count again; a chunk that runs twice may make
+	// the count step back.
+	Progress func(done, total int)
 }
 
 // ErrNoWorkers is returned by Map when no live worker takes the batch's queue.
@@ -144,6 +150,8 @@ type batch struct {
 	pending     map[int64]string // start → payload of chunks not yet received
 	sizes       map[int64]int
 	acks        []any     // the starts the last collect reply brought, acknowledged by the next
+	completed   int       // items of the chunks received
+	running     int64     // items done inside chunks still running, as of the last collect reply
 	seen        bool      // a live worker took the queue at some point
 	absent      time.Time // when a check first found no live worker, since the last that found one
 	elsewhere   []string  // the other queues of live workers that offer the function
@@ -214,7 +222,11 @@ func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOpti
 	slices.Sort(b.elsewhere)
 	b.elsewhere = slices.Compact(b.elsewhere)
 	if b.o.ChunkSize <= 0 {
-		b.o.ChunkSize = AutoChunkSize(n, len(onQueue))
+		slots := 0
+		for _, p := range onQueue {
+			slots += max(p.Concurrency, 1)
+		}
+		b.o.ChunkSize = AutoChunkSize(n, slots)
 	}
 	for _, p := range onQueue {
 		if p.MaxItems > 0 && b.o.ChunkSize > p.MaxItems && n > p.MaxItems {
@@ -253,10 +265,11 @@ func (b *batch) unknownFunction(procs []protocol.Process, who string) error {
 		ErrUnknownFunction, b.function, who, b.c.keys.NS, strings.Join(slices.Compact(offered), ", "))
 }
 
-// AutoChunkSize is the chunk size for n items and the given number of worker
-// processes: about four chunks per process, at most 10,000 items each.
-func AutoChunkSize(n, workers int) int {
-	return min(max(1, (n+4*max(workers, 1)-1)/(4*max(workers, 1))), 10_000)
+// AutoChunkSize is the chunk size for n items and the given number of slots
+// (jobs the live worker processes run at once, added up): about four chunks
+// per slot, at most 10,000 items each.
+func AutoChunkSize(n, slots int) int {
+	return min(max(1, (n+4*max(slots, 1)-1)/(4*max(slots, 1))), 10_000)
 }
 
 // encode cuts items into chunk payloads, refusing any larger than MaxPayload.
@@ -379,6 +392,9 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 		if err != nil {
 			return nil, err
 		}
+		if b.o.Progress != nil {
+			b.o.Progress(b.completed+int(b.running), b.n)
+		}
 		if got > 0 {
 			lastProgress = time.Now()
 			b.seen, b.absent = true, time.Time{}
@@ -419,12 +435,14 @@ func (b *batch) take(ctx context.Context, out []jsontext.Value, block bool) (int
 	if len(flat) == 1 && flat[0] == "lost" {
 		return 0, b.lostError()
 	}
-	if len(flat)%2 == 1 {
-		return 0, fmt.Errorf("batch %s: the collect script returned %d values, not start and outcome pairs", b.id, len(flat))
+	running, isInt := flat[0].(int64)
+	if len(flat)%2 == 0 || !isInt {
+		return 0, fmt.Errorf("batch %s: the collect script returned %d values, not a count then start and outcome pairs", b.id, len(flat))
 	}
+	b.running = running
 	acks := make([]any, 0, len(flat)/2)
 	got := 0
-	for i := 0; i+1 < len(flat); i += 2 {
+	for i := 1; i+1 < len(flat); i += 2 {
 		startStr, isStr := flat[i].(string)
 		start, err := strconv.ParseInt(startStr, 10, 64)
 		if !isStr || err != nil {
@@ -439,6 +457,7 @@ func (b *batch) take(ctx context.Context, out []jsontext.Value, block bool) (int
 			return got, err
 		}
 		delete(b.pending, start)
+		b.completed += b.sizes[start]
 		got++
 	}
 	b.acks = acks

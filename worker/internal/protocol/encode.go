@@ -125,6 +125,10 @@ type ItemError struct {
 	Error string `json:"error"`
 	Stack string `json:"stack,omitempty"`
 	Count int64  `json:"count,omitempty"` // when > 1: the error holds for Count items from Index on
+	// Arg is the position (from 0) of the argument that did not fit, for an
+	// "arguments" error about one argument; nil otherwise (the argument count,
+	// any other kind).
+	Arg *int `json:"arg,omitempty"`
 }
 
 // ChunkResult is a chunk's outcome as a client decodes it.

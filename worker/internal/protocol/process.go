@@ -11,11 +11,12 @@ type Process struct {
 	Functions   []string             `json:"functions"`            // registered function names
 	Signatures  map[string]Signature `json:"signatures,omitempty"` // function name → its signature, for the functions that describe one
 	Slots       []string             `json:"slots"`                // its Resque worker ids, one per concurrent job
-	Concurrency int                  `json:"concurrency"`
-	MaxPayload  int                  `json:"max_payload"`     // the largest payload in bytes it takes; 0 (absent) in records of older workers
-	MaxItems    int                  `json:"max_chunk_items"` // the most items a chunk may have; 0 (absent) in records of older workers
-	Started     string               `json:"started"`         // RFC 3339
-	Version     int                  `json:"version"`         // protocol version
+	Concurrency int                  `json:"concurrency"`          // slots: jobs it runs at once
+	Cores       int                  `json:"cores"`                // GOMAXPROCS: goroutines a chunk's items run on; 0 (absent) in records of older workers
+	MaxPayload  int                  `json:"max_payload"`          // the largest payload in bytes it takes; 0 (absent) in records of older workers
+	MaxItems    int                  `json:"max_chunk_items"`      // the most items a chunk may have; 0 (absent) in records of older workers
+	Started     string               `json:"started"`              // RFC 3339
+	Version     int                  `json:"version"`              // protocol version
 }
 
 // Signature describes a registered function to clients, as its worker

@@ -3,7 +3,9 @@ package protocol
 // WriteResultScript stores one chunk's outcome and signals the client. It
 // writes nothing when the batch is gone (cancelled, finished or expired), so
 // a chunk that runs late never re-creates a batch's keys. The results and done
-// keys take the meta key's remaining TTL.
+// keys take the meta key's remaining TTL. The chunk's progress field in meta
+// (ProgressScript) goes in the same step, so a client never counts its items
+// twice.
 //
 //	KEYS[1] batch meta   KEYS[2] batch results   KEYS[3] batch done
 //	ARGV[1] chunk start (decimal)   ARGV[2] chunk outcome (JSON)
@@ -11,12 +13,26 @@ package protocol
 const WriteResultScript = `
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then return 0 end
+redis.call('HDEL', KEYS[1], 'running:' .. ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
+return 1
+`
+
+// ProgressScript records how many items of a running chunk are done, in the
+// batch's meta hash under "running:<start>", so a client's progress bar moves
+// item by item while the chunk runs. It writes nothing when the batch is gone
+// (and never re-creates meta).
+//
+//	KEYS[1] batch meta   ARGV[1] chunk start (decimal)   ARGV[2] items done
+//	returns 1 when written, 0 when the batch is gone
+const ProgressScript = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'running:' .. ARGV[1], ARGV[2])
 return 1
 `
 
@@ -34,14 +50,21 @@ return 1
 // acknowledgements again and gets those starts again. A start whose outcome
 // is missing (a chunk that ran twice, its outcome taken already) comes back
 // with a nil outcome. With ARGV[2] > 0, the batch's keys get that TTL again.
-// When the meta key is gone (the batch expired, or Redis lost it in a
-// restart or failover), the reply is the one string "lost".
+// The reply starts with the items done so far in chunks still running (the
+// sum of meta's "running:" fields, ProgressScript). When the meta key is gone
+// (the batch expired, or Redis lost it in a restart or failover), the reply
+// is the one string "lost".
 //
 //	KEYS[1] done   KEYS[2] results   KEYS[3] meta   KEYS[4] taken
 //	ARGV[1] most starts to pop   ARGV[2] TTL in ms (0: leave)   ARGV[3…] acknowledged starts
-//	returns start1, outcome1, start2, outcome2, …   or   "lost"
+//	returns running, start1, outcome1, start2, outcome2, …   or   "lost"
 const CollectScript = `
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'lost'} end
+local meta = redis.call('HGETALL', KEYS[3])
+if #meta == 0 then return {'lost'} end
+local running = 0
+for i = 1, #meta, 2 do
+  if string.sub(meta[i], 1, 8) == 'running:' then running = running + tonumber(meta[i + 1]) end
+end
 local acked = {}
 for i = 3, #ARGV do
   acked[ARGV[i]] = true
@@ -61,7 +84,7 @@ redis.call('DEL', KEYS[4])
 for i = 1, #starts, 1000 do
   redis.call('RPUSH', KEYS[4], unpack(starts, i, math.min(i + 999, #starts)))
 end
-local out = {}
+local out = {running}
 for _, s in ipairs(starts) do
   out[#out + 1] = s
   out[#out + 1] = redis.call('HGET', KEYS[2], s)
