@@ -81,11 +81,11 @@ def _encoded(it: Iterator[Any], size: int, encode: Callable[[int, Sequence[Any]]
             return  # the input ended: do not ask it again
 
 
-def auto_chunksize(total: int | None, workers: int) -> int:
-    """About CHUNKS_PER_WORKER chunks per worker process, at most MAX_CHUNKSIZE items each."""
+def auto_chunksize(total: int | None, slots: int) -> int:
+    """About CHUNKS_PER_SLOT chunks per slot of the live pool, at most MAX_CHUNKSIZE items each."""
     if total is None:
         return _defaults.UNKNOWN_LENGTH_CHUNKSIZE
-    per = _defaults.CHUNKS_PER_WORKER * max(workers, 1)
+    per = _defaults.CHUNKS_PER_SLOT * max(slots, 1)
     return max(1, min(math.ceil(total / per), _defaults.MAX_CHUNKSIZE))
 
 
@@ -94,7 +94,8 @@ class Batch:
 
     ``gomap.submit`` returns one at once; ``gomap.map`` and ``gomap.imap`` drive one for you.
     Attributes: ``id``, ``function``, ``queue``, ``total`` (None if unknown), ``completed`` (items
-    done so far), ``failed`` (index → TaskError, for ``errors="return"``), ``done``.
+    of the chunks collected so far), ``running`` (items done inside chunks still running, as the
+    workers last reported them), ``failed`` (index → TaskError, for ``errors="return"``), ``done``.
     """
 
     def __init__(
@@ -124,7 +125,12 @@ class Batch:
         self.total = total
         self.errors = errors
         self.completed = 0
+        self.running = 0
         self.failed: dict[int, TaskError] = {}
+        # Called after each wake-up of the collect loop (the progress bar); it may ask, in seconds,
+        # to be called again sooner than the next block would end (a redraw it had to put off).
+        self.on_wake: Callable[[], float | None] | None = None
+        self._wake_in: float | None = None
         self._client = client
         self._r = client.redis
         k = client.keys
@@ -134,7 +140,7 @@ class Batch:
         self._check_function()
         live = client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)
         if chunksize is None:
-            chunksize = auto_chunksize(total, len(live))
+            chunksize = auto_chunksize(total, sum(max(w.concurrency, 1) for w in live))
         self.chunksize = chunksize
         most = [w for w in live if 0 < w.max_chunk_items < min(chunksize, total or chunksize)]
         if most:
@@ -162,6 +168,8 @@ class Batch:
         self._wait_for_workers = wait_for_workers
         self._seen_worker = bool(live)  # a live worker took the queue at some point
         self._absent_since: float | None = None
+        self.removed: int | None = None  # queued chunks a cancel took off the queue (None: not known)
+        self.in_background = False  # the cancel or finish goes on in the background (Redis unreachable)
 
     def __repr__(self) -> str:
         return f"<gomap.Batch {self.function} {self.id} {self.completed}/{self.total or '?'} {self._state}>"
@@ -295,8 +303,9 @@ class Batch:
         flat = self._call(collect)
         if flat == [b"lost"]:
             raise self._lost()
-        self._acks = flat[0::2]
-        return [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+        self.running = flat[0]
+        self._acks = flat[1::2]
+        return [(int(flat[i]), flat[i + 1]) for i in range(1, len(flat), 2)]
 
     def _lost(self) -> BatchLost:
         return BatchLost(
@@ -327,6 +336,7 @@ class Batch:
                 error=e.get("error", ""),
                 stack=e.get("stack", ""),
                 batch=self.id,
+                argument=e.get("arg"),
             )
             for e in out.get("errors") or ()
             for k in range(e.get("count") or 1)
@@ -377,7 +387,7 @@ class Batch:
         """Collect until every chunk is in, or the deadline passes (chunks() tells which)."""
         self._fill()
         while self._in_flight:
-            block = _defaults.WAIT_SLICE
+            block = _defaults.WAIT_SLICE if self._wake_in is None else min(_defaults.WAIT_SLICE, self._wake_in)
             if self._deadline is not None:
                 block = min(block, self._deadline - time.monotonic())
                 if block <= 0:
@@ -388,6 +398,8 @@ class Batch:
                 if done is not None:
                     progressed = True
                     yield done
+            if self.on_wake is not None:
+                self._wake_in = self.on_wake()
             now = time.monotonic()
             if progressed:
                 self._last_progress = now
@@ -473,9 +485,25 @@ class Batch:
                 pipe.delete(key)
             for payload in queued:
                 pipe.lrem(self._queue_key, 0, payload)  # every copy: a retried push may have queued two
-            pipe.execute()
+            removed = pipe.execute()[len(keys) :]
+            if queued:
+                self.removed = sum(1 for n in removed if n)
 
         return op
+
+    def cancel_report(self) -> str:
+        """What the cancel did, in one sentence (for the interrupt's message)."""
+        done = f"{self.completed:,} of {self.total:,}" if self.total is not None else f"{self.completed:,}"
+        if self.in_background:
+            gone = "Redis did not answer; the cancel goes on in the background"
+        elif self.removed is None:
+            gone = "nothing was left to remove"
+        else:
+            running = len(self._in_flight) - self.removed
+            gone = f"{self.removed} queued chunk{'s' * (self.removed != 1)} removed" + (
+                f", {running} running chunk{'s' * (running != 1)} stopping" if running > 0 else ""
+            )
+        return f"batch {self.id[:8]} of {self.function} cancelled with {done} items done: {gone}"
 
     def _clean_up(self, op: Callable[[], Any], what: str, *, now: bool = True) -> None:
         """Run a finish or cancel now (``now=False``: skip that); if Redis cannot be reached for
@@ -489,6 +517,7 @@ class Batch:
             except GomapError as e:
                 if not isinstance(e.__cause__, TRANSIENT):
                     raise
+        self.in_background = True
         self._client.in_background(op, f"gomap-{what}-{self.id[:8]}", functools.partial(self._gave_up, what))
 
     def _gave_up(self, what: str, e: GomapError) -> None:

@@ -77,7 +77,10 @@ def _default(obj: Any) -> Any:
         return obj.value
     if isinstance(obj, uuid.UUID):
         return str(obj)
-    raise TypeError(f"{_describe(obj)} has no JSON form")
+    raise TypeError(
+        f"{_describe(obj)} has no JSON form: convert it first (a number with float() or int(), anything with str(), "
+        "a record with a dict); `gomap types` lists what travels"
+    )
 
 
 def _describe(item: Any) -> str:

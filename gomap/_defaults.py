@@ -17,8 +17,9 @@ NAMESPACE_ENV = "GOMAP_NAMESPACE"
 MAX_CHUNKSIZE = 10_000
 """Largest automatic chunk size: big enough that per-chunk costs vanish, small enough for a smooth bar."""
 
-CHUNKS_PER_WORKER = 4
-"""Automatic chunking aims at this many chunks per live worker process, so work balances."""
+CHUNKS_PER_SLOT = 4
+"""Automatic chunking aims at this many chunks per slot of the live pool (the jobs its worker
+processes run at once, added up), so work balances across slots."""
 
 UNKNOWN_LENGTH_CHUNKSIZE = 1_000
 """Chunk size for an input whose length is unknown (a generator without ``__length_hint__``)."""

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 from . import _defaults
-from ._batch import Batch
+from ._batch import Batch, Completed
 from ._client import Client
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, GomapError
 from ._functions import FunctionInfo, FunctionList
-from ._progress import make_bar
+from ._progress import make_progress
 
 
 class Function:
@@ -204,7 +204,7 @@ def map(
     chunksize: int | None = None,
     errors: str = "raise",
     timeout: float | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     tqdm_class: Any = None,
     tqdm_kwargs: Mapping[str, Any] | None = None,
     queue: str | None = None,
@@ -221,8 +221,8 @@ def map(
     Args:
         fn: the function's registered name, or ``gomap.function(name)``.
         iterable: the items; consumed lazily, a window of chunks at a time.
-        chunksize: items per Resque job; by default about four chunks per live worker, at most
-            10,000 (1,000 when the input's length is unknown).
+        chunksize: items per chunk (one Resque job); by default about four chunks per slot of the
+            live pool, at most 10,000 (1,000 when the input's length is unknown).
         errors: ``"raise"`` (default) raises the first failed item's TaskError after cancelling
             the rest; ``"return"`` puts the TaskError in the result list instead.
         timeout: seconds for the whole call; past it the batch is cancelled and Timeout raised.
@@ -233,44 +233,74 @@ def map(
             TaskError of kind ``timeout`` (the workers' own limits still apply).
         wait_for_workers: seconds the batch waits while no live worker takes its queue after one
             did (a rolling restart), before NoWorkersError; default 60.
-        progress: ``None`` shows a bar where tqdm would (a widget in Jupyter, text on a terminal),
-            ``True`` always, ``False`` never. ``tqdm_class``/``tqdm_kwargs`` pass through to tqdm.
+        progress: ``None`` shows a bar in a notebook (a widget) and on a terminal (text), not when
+            output goes to a file or a pipe; ``True`` always, ``False`` never; ``"text"`` or
+            ``"widget"`` choose the kind. ``$GOMAP_PROGRESS`` (auto, on, off, text, widget) sets
+            what ``None`` means. ``tqdm_class``/``tqdm_kwargs`` pass through to tqdm.
         queue: the queue to use (default: the function's name).
         client: the Client to use (default: ``gomap.configure``'s, else the environment's, else
             the embedded default).
         as_frame: return a pandas DataFrame (``gomap.to_frame``): a column per field of record
             results, else one column named after the function.
     """
-    batch = _start(
-        fn,
-        iterable,
-        client=client,
-        queue=queue,
-        chunksize=chunksize,
-        errors=errors,
-        item_timeout=item_timeout,
-        wait_for_workers=wait_for_workers,
-    )
-    total = batch.total
-    results: list[Any] = [None] * total if total is not None else []
-    parts: dict[int, list[Any]] = {}
-    bar = make_bar(progress, total=total, desc=batch.function, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
+    batch: Batch | None = None
     try:
-        with contextlib.closing(batch.chunks(timeout)) as chunks:
+        batch = _start(
+            fn,
+            iterable,
+            client=client,
+            queue=queue,
+            chunksize=chunksize,
+            errors=errors,
+            item_timeout=item_timeout,
+            wait_for_workers=wait_for_workers,
+        )
+        total = batch.total
+        results: list[Any] = [None] * total if total is not None else []
+        parts: dict[int, list[Any]] = {}
+        with _collecting(batch, timeout, progress, tqdm_class, tqdm_kwargs) as chunks:
             for start, values, errs in chunks:
                 batch.apply_errors(start, values, errs)
                 if total is not None:
                     results[start : start + len(values)] = values
                 else:
                     parts[start] = values
-                bar.update(len(values))
-    finally:
-        bar.close()
+    except KeyboardInterrupt:
+        raise _interrupted(batch) from None
+    except GomapError as e:
+        raise e.with_traceback(None) from None  # the message says it all: no internal frames or chains
     if total is None:
         results = [v for start in sorted(parts) for v in parts[start]]
     elif len(results) != total:  # the iterable's length changed while it was consumed
         del results[batch.completed :]
     return to_frame(results, name=batch.function) if as_frame else results
+
+
+@contextlib.contextmanager
+def _collecting(
+    batch: Batch, timeout: float | None, progress: bool | str | None, tqdm_class: Any, tqdm_kwargs: Any
+) -> Iterator[Iterator[Completed]]:
+    """The batch's completed chunks (Batch.chunks), with its bar: told the counts at every wake-up
+    of the collect loop, closed with the final counts however the collecting ends."""
+    total, desc = batch.total, batch.function
+    bar = make_progress(progress, total=total, desc=desc, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
+    batch.on_wake = lambda: bar.advance(batch.completed + batch.running, len(batch.failed))
+    try:
+        with contextlib.closing(batch.chunks(timeout)) as chunks:
+            yield chunks
+    finally:
+        bar.close(batch.completed, len(batch.failed))
+
+
+def _interrupted(batch: Batch | None) -> BaseException:
+    """Ctrl-C (or a notebook's interrupt) during a call: one line saying what became of the batch.
+    The batch was cancelled on the way out of its collect loop; one that never started is
+    cancelled here, which sends nothing."""
+    if batch is None:
+        return KeyboardInterrupt("gomap: interrupted before anything was submitted")
+    with contextlib.suppress(GomapError):
+        batch.cancel()
+    return KeyboardInterrupt(f"gomap: interrupted; {batch.cancel_report()}")
 
 
 def to_frame(results: Sequence[Any], *, index: Any = None, name: str = "result") -> Any:
@@ -289,7 +319,7 @@ def imap(
     chunksize: int | None = None,
     errors: str = "raise",
     timeout: float | None = None,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     tqdm_class: Any = None,
     tqdm_kwargs: Mapping[str, Any] | None = None,
     queue: str | None = None,
@@ -306,31 +336,29 @@ def imap(
     iteration early (``break``, an exception) cancels the rest of the batch. The other options are
     ``map``'s.
     """
-    batch = _start(
-        fn,
-        iterable,
-        client=client,
-        queue=queue,
-        chunksize=chunksize,
-        errors=errors,
-        window=window,
-        item_timeout=item_timeout,
-        wait_for_workers=wait_for_workers,
-    )
-    bar = make_bar(progress, total=batch.total, desc=batch.function, tqdm_class=tqdm_class, tqdm_kwargs=tqdm_kwargs)
+    batch: Batch | None = None
     try:
-        with contextlib.closing(batch.chunks(timeout)) as chunks:
+        batch = _start(
+            fn,
+            iterable,
+            client=client,
+            queue=queue,
+            chunksize=chunksize,
+            errors=errors,
+            window=window,
+            item_timeout=item_timeout,
+            wait_for_workers=wait_for_workers,
+        )
+        with _collecting(batch, timeout, progress, tqdm_class, tqdm_kwargs) as chunks:
             if not ordered:
                 for start, values, errs in chunks:
                     batch.apply_errors(start, values, errs)
-                    bar.update(len(values))
                     yield from values
                 return
             waiting: dict[int, list[Any]] = {}
             nxt = 0
             for start, values, errs in chunks:
                 batch.apply_errors(start, values, errs)
-                bar.update(len(values))
                 waiting[start] = values
                 while nxt in waiting:
                     vals = waiting.pop(nxt)
@@ -338,8 +366,10 @@ def imap(
                     nxt += len(vals)
                     yield from vals
                 batch.held = len(waiting)
-    finally:
-        bar.close()
+    except KeyboardInterrupt:
+        raise _interrupted(batch) from None
+    except GomapError as e:
+        raise e.with_traceback(None) from None
 
 
 def submit(
@@ -359,17 +389,20 @@ def submit(
     ``batch.completed``, ``batch.cancel()`` follow it up. Results wait in Redis until collected
     (for an input too large for that, use ``imap``). The options are ``map``'s.
     """
-    batch = _start(
-        fn,
-        iterable,
-        client=client,
-        queue=queue,
-        chunksize=chunksize,
-        errors=errors,
-        item_timeout=item_timeout,
-        wait_for_workers=wait_for_workers,
-    )
-    batch.submit_all()
+    try:
+        batch = _start(
+            fn,
+            iterable,
+            client=client,
+            queue=queue,
+            chunksize=chunksize,
+            errors=errors,
+            item_timeout=item_timeout,
+            wait_for_workers=wait_for_workers,
+        )
+        batch.submit_all()
+    except GomapError as e:
+        raise e.with_traceback(None) from None
     return batch
 
 

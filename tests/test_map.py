@@ -184,8 +184,7 @@ def test_progress_bar_counts_items(client):
         tqdm_kwargs={"file": buf, "mininterval": 0},
     )
     out = buf.getvalue()
-    assert "sampleadd" in out and "1234/1234" in out and "100%" in out
-    assert "100/1234" in out  # it moved a chunk's items at a time, counting items, not chunks
+    assert "sampleadd" in out and "1,234/1,234" in out and "100%" in out  # items, not chunks
 
 
 def test_progress_is_quiet_when_not_a_terminal(client, capsys):
@@ -273,13 +272,14 @@ class Hinted:
 def test_automatic_chunk_size_follows_length_and_live_workers(client, worker):
     from gomap._batch import Batch
 
-    # One live worker process: about four chunks for it, at most 10,000 items each.
-    assert [w.id for w in client.workers("sampleadd")] == [worker.id]
-    assert Batch(client, "sampleadd", pairs(5000), total=5000).chunksize == 1250
-    assert Batch(client, "sampleadd", pairs(100_000), total=100_000).chunksize == 10_000
-    assert Batch(client, "sampleadd", Hinted(400), total=400).chunksize == 100
+    # One live worker process with 4 slots (-concurrency 4): about four chunks per slot, at most
+    # 10,000 items each.
+    assert [(w.id, w.concurrency) for w in client.workers("sampleadd")] == [(worker.id, 4)]
+    assert Batch(client, "sampleadd", pairs(5000), total=5000).chunksize == 313  # ceil(5000 / 16)
+    assert Batch(client, "sampleadd", pairs(1_000_000), total=1_000_000).chunksize == 10_000
+    assert Batch(client, "sampleadd", Hinted(400), total=400).chunksize == 25
     assert Batch(client, "sampleadd", ((i, i) for i in range(10))).chunksize == 1000  # length unknown
-    # With no worker on the queue there is nobody to divide by: one worker is assumed.
+    # With no worker on the queue there is nobody to divide by: one slot is assumed.
     assert Batch(client, "sampleadd", pairs(5000), total=5000, queue="nobody").chunksize == 1250
 
 
