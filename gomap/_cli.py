@@ -21,7 +21,7 @@ from ._map import map as gomap_map
 
 def _demo(args: argparse.Namespace) -> int:
     n = args.items
-    cluster = LocalCluster(workers=args.workers).start() if args.url is None else None
+    cluster = LocalCluster(cores=args.cores).start() if args.url is None else None
     try:
         with Client(args.url or cluster.url) as client:  # type: ignore[union-attr]
             pairs = [(i, 2 * i) for i in range(n)]
@@ -110,12 +110,33 @@ def _functions(args: argparse.Namespace) -> int:
     return 0
 
 
+def types_text() -> str | None:
+    """docs/types.md: shipped in the package as gomap/types.md, or the source tree's in an
+    editable install; None when neither is there."""
+    pkg = Path(__file__).resolve().parent
+    for path in (pkg / "types.md", pkg.parent / "docs" / "types.md"):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return None
+
+
+def _types(args: argparse.Namespace) -> int:
+    text = types_text()
+    if text is None:
+        print("gomap: types.md is missing from this installation; reinstall gomap", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gomap", description="Go workers tasked from Python over Resque on Redis.")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="map sampleadd over a million pairs on the embedded default")
     demo.add_argument("--items", type=int, default=1_000_000, help="how many pairs (default 1,000,000)")
-    demo.add_argument("--workers", type=int, default=None, help="worker cores (default: all)")
+    demo.add_argument(
+        "--cores", "--workers", dest="cores", type=int, default=None, help="cores of the Go worker (default: all)"
+    )
     demo.add_argument("--url", default=None, help="use this Redis (with workers running) instead")
     sub.add_parser(
         "worker",
@@ -141,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", default=None, help="write the binary here (default: print its cache path)")
     build.add_argument("--goos", default=None, help="target operating system (default: this one), e.g. linux")
     build.add_argument("--goarch", default=None, help="target architecture (default: this one), e.g. arm64")
+    sub.add_parser("types", help="what each Python, numpy and pandas value becomes in a Go function (docs/types.md)")
     fns = sub.add_parser("functions", help="the functions the live workers offer, with their Go signatures")
     fns.add_argument("--json", action="store_true", help="print JSON")
     for q in (enq, status, fns):
@@ -166,7 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         return _worker(argv[1:])
     args = _parser().parse_args(argv)
-    commands = {"demo": _demo, "enqueue": _enqueue, "status": _status, "build": _build, "functions": _functions}
+    commands = {
+        "demo": _demo,
+        "enqueue": _enqueue,
+        "status": _status,
+        "build": _build,
+        "functions": _functions,
+        "types": _types,
+    }
     try:
         return commands[args.command](args)
     except GomapError as e:

@@ -95,19 +95,45 @@ class TaskError(GomapError):
         error: the Go error text.
         stack: the Go stack of a panic, else ``""``.
         batch: the batch id.
+        argument: for kind ``arguments``, the position (from 0) of the argument that did not fit;
+            ``None`` when the error is not about one argument (the argument count, another kind)
+            or the worker is older than this field.
+
+    ``message`` replaces the default text (the pandas accessor names the row's index label and
+    column in it); the attributes stay as they are.
     """
 
-    def __init__(self, *, index: int, function: str, kind: str, error: str, stack: str = "", batch: str = "") -> None:
-        super().__init__(f"{function}: item {index} failed ({kind}): {error}")
+    def __init__(
+        self,
+        *,
+        index: int,
+        function: str,
+        kind: str,
+        error: str,
+        stack: str = "",
+        batch: str = "",
+        argument: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        if message is None:
+            message = f"{function}: item {index} failed ({kind}): {error}"
+            if kind == "arguments":
+                message += " (see `gomap types`)"
+        super().__init__(message)
         self.index = index
         self.function = function
         self.kind = kind
         self.error = error
         self.stack = stack
         self.batch = batch
+        self.argument = argument
+        self._message = message
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_task_error, (self.index, self.function, self.kind, self.error, self.stack, self.batch))
+        return (
+            _rebuild_task_error,
+            (self.index, self.function, self.kind, self.error, self.stack, self.batch, self.argument, self._message),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskError):
@@ -123,8 +149,26 @@ class TaskError(GomapError):
         return hash((self.index, self.function, self.kind, self.error))
 
 
-def _rebuild_task_error(index: int, function: str, kind: str, error: str, stack: str, batch: str) -> TaskError:
-    return TaskError(index=index, function=function, kind=kind, error=error, stack=stack, batch=batch)
+def _rebuild_task_error(
+    index: int,
+    function: str,
+    kind: str,
+    error: str,
+    stack: str,
+    batch: str,
+    argument: int | None = None,
+    message: str | None = None,
+) -> TaskError:
+    return TaskError(
+        index=index,
+        function=function,
+        kind=kind,
+        error=error,
+        stack=stack,
+        batch=batch,
+        argument=argument,
+        message=message,
+    )
 
 
 class Timeout(GomapError, TimeoutError):

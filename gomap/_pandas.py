@@ -2,11 +2,17 @@
 
 Rows are read column-wise from the frame's arrays (one ``tolist`` per column and a ``zip``; no
 Series per row), sent as JSON, and the results come back aligned to the frame's index. The rule
-for each dtype is in docs/types.md.
+for each dtype is in docs/types.md (``gomap types`` prints it).
+
+Errors are told in pandas' words: the row's index label, the column, the value as pandas shows
+it (NaN, None, <NA>, NaT). The failed rows of the last call on a frame or Series are in its
+``.gomap.errors``; they are kept on the pandas object itself, as pandas 3 makes a new accessor
+object on each ``df.gomap`` (pandas 2 cached one per object).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +25,10 @@ from ._map import Function
 from ._map import map as gomap_map
 
 _registered = False
+
+SEE_TYPES = "(see `gomap types`)"
+ERROR_COLUMNS = ("function", "kind", "error", "column")
+_ERRORS_KEY = "_gomap_errors"  # where a frame or Series keeps the failed rows of its last call
 
 
 def register() -> None:
@@ -42,8 +52,8 @@ def column_values(col: pd.Series) -> list[Any]:
     if kind in "iufbOU" or isinstance(dtype, pd.StringDtype):
         return col.tolist()  # numpy scalars become int/float/bool; NaN, None and pd.NA travel as null
     raise EncodeError(
-        f"column {col.name!r} ({dtype}) has no JSON rule (docs/types.md); convert it first, "
-        "e.g. a timedelta with .dt.total_seconds()",
+        f"column {col.name!r} ({dtype}) has no JSON rule; convert it first, "
+        f"e.g. a timedelta with .dt.total_seconds() {SEE_TYPES}",
         index=None,
     )
 
@@ -52,9 +62,14 @@ def _timestamps(col: pd.Series) -> list[Any]:
     """RFC 3339 strings, which Go's time.Time reads; naive times are taken as UTC."""
     if getattr(col.dt, "tz", None) is not None:
         return [None if pd.isna(t) else t.isoformat() for t in col]
-    text = np.datetime_as_string(col.to_numpy(dtype="datetime64[ns]"), unit="auto").tolist()
-    missing = col.isna().to_numpy().tolist()
-    return [None if na else s + "+00:00" for s, na in zip(text, missing, strict=True)]
+    times = col.to_numpy(dtype="datetime64[ns]")
+    missing = col.isna().to_numpy()
+    # One unit for the column, the coarsest that loses nothing, and never coarser than seconds:
+    # unit="auto" picks one per value, and "2024-01-02" or "2024-01-02T03:00" is not RFC 3339.
+    ns = times.view("i8")[~missing]
+    unit = next((u for u, per in (("s", 10**9), ("ms", 10**6), ("us", 10**3)) if not (ns % per).any()), "ns")
+    text = np.datetime_as_string(times, unit=unit).tolist()
+    return [None if na else s + "+00:00" for s, na in zip(text, missing.tolist(), strict=True)]
 
 
 def _columns(df: pd.DataFrame, columns: Sequence[Hashable] | None) -> list[Hashable]:
@@ -67,45 +82,240 @@ def _columns(df: pd.DataFrame, columns: Sequence[Hashable] | None) -> list[Hasha
     return cols
 
 
-def _name_the_cell(e: EncodeError, df: pd.DataFrame, cols: list[Hashable], rows: list[tuple[Any, ...]]) -> EncodeError:
-    """An EncodeError that names the row and the column of the value JSON cannot carry."""
-    if e.index is None:
-        return e
-    for c, cell in zip(cols, rows[e.index], strict=True):
-        try:
-            _codec.dumps_items([cell], 0)
-        except EncodeError as cell_error:
-            reason = str(cell_error).split("cannot be sent as JSON: ", 1)[-1]
-            return EncodeError(
-                f"row {e.index} (index {df.index[e.index]!r}), column {c!r}: "
-                f"{cell!r} ({type(cell).__name__}) cannot be sent as JSON: {reason}",
-                index=e.index,
+def show(value: Any) -> str:
+    """A cell as pandas shows it: NaN, None, <NA>, NaT for the missing values, else its repr."""
+    if value is None:
+        return "None"
+    if value is pd.NA:
+        return "<NA>"
+    if value is pd.NaT or (isinstance(value, (np.datetime64, np.timedelta64)) and np.isnat(value)):
+        return "NaT"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or show(value) in ("NaN", "NaT")
+
+
+class _Call:
+    """One ``df.gomap.apply`` or ``series.gomap.map``: which rows go, and errors in pandas' words."""
+
+    def __init__(self, owner: pd.DataFrame | pd.Series, cols: list[Hashable], na_action: str | None) -> None:
+        if na_action not in (None, "ignore"):
+            raise ValueError(f"na_action must be None or 'ignore' (as in Series.map), not {na_action!r}")
+        self.owner = owner
+        self.cols = cols
+        self.frame = isinstance(owner, pd.DataFrame)
+        self.what = "df" if self.frame else "series"
+        self.sent: list[int] | None = None  # positions of the rows sent; None: all of them
+        if na_action == "ignore":
+            missing = np.zeros(len(owner), dtype=bool)
+            for col in self._series():
+                missing |= col.isna().to_numpy(dtype=bool)
+            if missing.any():
+                self.sent = np.flatnonzero(~missing).tolist()
+
+    def _series(self) -> list[pd.Series]:
+        if isinstance(self.owner, pd.DataFrame):
+            return [self.owner[c] for c in self.cols]
+        return [self.owner]
+
+    def items(self, items: list[Any]) -> list[Any]:
+        """The items to send: those of rows with no missing argument under na_action='ignore'."""
+        return items if self.sent is None else [items[p] for p in self.sent]
+
+    def position(self, sent_index: int) -> int:
+        """The row position (in the frame) of the sent item at sent_index."""
+        return sent_index if self.sent is None else self.sent[sent_index]
+
+    def run(self, fn: str | Function, items: list[Any], options: dict[str, Any]) -> list[Any]:
+        """Send the items; return one value per row (None for rows not sent and failed rows)."""
+        errors = options.get("errors", "raise")
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
+        self.owner.__dict__.pop(_ERRORS_KEY, None)
+        to_send = self.items(items)
+        failed: list[tuple[int, TaskError]] = []
+        if to_send or self.sent is None:
+            try:
+                out = gomap_map(fn, to_send, **options)
+            except TaskError as e:
+                named = self.task_error(e, to_send)
+                self._keep_errors([(named.index, named)])
+                raise named from None
+            except EncodeError as e:
+                raise self.encode_error(e, to_send) from None
+        else:
+            out = []  # every row has a missing argument: nothing to send, no batch
+        values: list[Any] = out if self.sent is None else [None] * len(self.owner)
+        for i, v in enumerate(out):
+            if isinstance(v, TaskError):
+                pos = self.position(i)
+                failed.append((pos, v))
+                v = None
+            values[self.position(i)] = v
+        self._keep_errors(failed)
+        return values
+
+    # Errors in pandas' words.
+
+    def _label(self, pos: int) -> str:
+        label = self.owner.index[pos]
+        if isinstance(label, tuple):
+            label = tuple(x.item() if isinstance(x, np.generic) else x for x in label)
+        elif isinstance(label, np.generic):
+            label = label.item()
+        return f"index {label!r} (position {pos})"
+
+    def _names_a_column(self, argument: int | None) -> bool:
+        return argument is not None and 0 <= argument < len(self.cols)
+
+    def _column(self, argument: int | None) -> Hashable | None:
+        """The column of argument (the Series' name for a Series), None when unknown."""
+        return self.cols[argument] if argument is not None and self._names_a_column(argument) else None
+
+    def _cell(self, pos: int, argument: int) -> Any:
+        col = self.owner[self.cols[argument]] if self.frame else self.owner
+        return col.array[pos]
+
+    def _where(self, argument: int) -> str:
+        if self.frame or self.cols[argument] is not None:
+            return f"column {self.cols[argument]!r}"
+        return "the Series"
+
+    def _row(self, pos: int) -> str:
+        """The row's arguments, for an error that is not about one of them: `a=1, b=0`."""
+        if not self.frame:
+            return show(self._cell(pos, 0))
+        cells = [f"{c}={show(self._cell(pos, k))}" for k, c in enumerate(self.cols[:6])]
+        if len(self.cols) > 6:
+            cells.append("…")
+        return ", ".join(cells)
+
+    def task_error(self, e: TaskError, sent: list[Any]) -> TaskError:
+        """The TaskError again, with the row's position for index and a message that names the
+        row's index label, the column and its value, and says what to do."""
+        pos = self.position(e.index) if 0 <= e.index < len(sent) else e.index
+        where = self._label(pos)
+        row = "row" if self.frame else "value"
+        name, fill = e.function, f"{self.what}.fillna(...)"
+        if e.kind == "arguments" and e.argument is not None and self._names_a_column(e.argument):
+            value = self._cell(pos, e.argument)
+            if _is_missing(value):
+                text = (
+                    f"{name}: {self._where(e.argument)} is {show(value)} at {where}, and the Go function cannot "
+                    f"take a missing value there. Pass na_action='ignore' to leave such rows NaN, or fill them "
+                    f"first: {fill} {SEE_TYPES}"
+                )
+            else:
+                detail = e.error.split(": ", 1)[1] if e.error.startswith("argument ") else e.error
+                todo = "Convert the column to the type the function takes"
+                if isinstance(value, (float, np.floating)) and float(value).is_integer() and "int" in detail:
+                    todo = (
+                        "pandas keeps integers with missing values as float64: convert the column with "
+                        ".astype('Int64') (missing values stay <NA>; add na_action='ignore' to skip them)"
+                    )
+                text = (
+                    f"{name}: {self._where(e.argument)} is {show(value)} at {where}, which the Go function "
+                    f"cannot take: {detail}. {todo} {SEE_TYPES}"
+                )
+        elif e.kind == "arguments":
+            how = (
+                "pass columns=[...], one column per parameter, in order"
+                if self.frame
+                else "series.gomap.map passes each value as the one argument"
             )
-    return e
+            text = (
+                f"{name}: the {row} at {where} does not fit the function: {e.error}. "
+                f"gomap.functions() shows its parameters; {how} {SEE_TYPES}"
+            )
+        else:
+            text = (
+                f"{name} failed ({e.kind}) on the {row} at {where} ({self._row(pos)}): {e.error}. "
+                f"Pass errors='return' to get NaN for such rows and the failures in {self.what}.gomap.errors"
+            )
+        return TaskError(
+            index=pos,
+            function=e.function,
+            kind=e.kind,
+            error=e.error,
+            stack=e.stack,
+            batch=e.batch,
+            argument=e.argument,
+            message=text,
+        )
+
+    def encode_error(self, e: EncodeError, sent: list[Any]) -> EncodeError:
+        """An EncodeError that names the row's index label, the column and the value."""
+        if e.index is None or not 0 <= e.index < len(sent):
+            return e
+        pos = self.position(e.index)
+        item = sent[e.index]
+        cells = item if self.frame else (item,)
+        for k, cell in enumerate(cells):
+            try:
+                _codec.dumps_items([cell], 0)
+            except EncodeError as cell_error:
+                reason = str(cell_error).split("cannot be sent as JSON: ", 1)[-1]
+                return EncodeError(
+                    f"{self._where(k)} at {self._label(pos)}: {show(self._cell(pos, k))} "
+                    f"({type(cell).__name__}) cannot be sent as JSON: {reason}. Convert or drop it first "
+                    f"{SEE_TYPES}",
+                    index=pos,
+                )
+        return EncodeError(f"the row at {self._label(pos)}: {e}", index=pos)
+
+    def _keep_errors(self, failed: list[tuple[int, TaskError]]) -> None:
+        """Keep the failed rows on the pandas object: ``.gomap.errors`` reads them."""
+        positions = [p for p, _ in failed]
+        table = pd.DataFrame(
+            {
+                "function": pd.Series([e.function for _, e in failed], dtype=object),
+                "kind": pd.Series([e.kind for _, e in failed], dtype=object),
+                "error": pd.Series([e.error for _, e in failed], dtype=object),
+                "column": pd.Series([self._column(e.argument) for _, e in failed], dtype=object),
+            }
+        )
+        table.index = self.owner.index.take(positions)
+        object.__setattr__(self.owner, _ERRORS_KEY, table)  # not .attrs: pandas copies those into every result
+
+
+def _errors_of(owner: pd.DataFrame | pd.Series, call: str) -> pd.DataFrame:
+    table = owner.__dict__.get(_ERRORS_KEY)
+    if table is None:
+        raise AttributeError(
+            f"no {call} has finished on this object yet: .gomap.errors holds the failed rows of the last call "
+            f"on the same object. Keep it in a variable: a new selection (df[cols], df['a']) is a new object; "
+            f"df.gomap.apply(fn, columns=[...]) picks the columns without one"
+        )
+    return table
 
 
 def _result(values: list[Any], index: pd.Index, result_type: str | None, name: Hashable = None) -> Any:
-    if result_type not in (None, "reduce", "expand"):
-        raise ValueError(f"result_type must be None, 'reduce' or 'expand', not {result_type!r}")
     if result_type == "expand":
         return _expand(values, index)
-    if not values:
-        return pd.Series([], index=index, dtype="float64", name=name)  # as df.apply on an empty frame
+    if not values or all(v is None for v in values):
+        # As df.apply on an empty frame, and Series.map(na_action="ignore") on an all-NaN one.
+        return pd.Series(np.nan, index=index, dtype="float64", name=name)
     return pd.Series(values, index=index, name=name)
 
 
+def _check_result_type(result_type: str | None) -> None:
+    if result_type not in (None, "reduce", "expand"):
+        raise ValueError(f"result_type must be None, 'reduce' or 'expand', not {result_type!r}")
+
+
 def _expand(values: list[Any], index: pd.Index) -> pd.DataFrame:
-    """Records become columns by field, lists columns 0…n-1. A failed row (``errors="return"``)
-    is all NaN; its TaskError is kept in ``frame.attrs["gomap_errors"]`` by row position."""
-    errors = {i: v for i, v in enumerate(values) if isinstance(v, TaskError)}
-    rows = [None if isinstance(v, TaskError) else v for v in values]
-    if any(isinstance(r, Mapping) for r in rows):
-        frame = pd.DataFrame.from_records([r if isinstance(r, Mapping) else {} for r in rows], index=index)
-    else:
-        frame = pd.DataFrame([[] if r is None else r for r in rows], index=index)
-    if errors:
-        frame.attrs["gomap_errors"] = errors
-    return frame
+    """Records become columns by field, lists columns 0…n-1. A row without a result (it failed
+    under ``errors="return"``, or had a missing argument under ``na_action="ignore"``) is all NaN."""
+    if any(isinstance(r, Mapping) for r in values):
+        return pd.DataFrame.from_records([r if isinstance(r, Mapping) else {} for r in values], index=index)
+    return pd.DataFrame([[] if r is None else r for r in values], index=index)
 
 
 class DataFrameAccessor:
@@ -120,21 +330,35 @@ class DataFrameAccessor:
         columns: Sequence[Hashable] | None = None,
         *,
         result_type: str | None = None,
+        na_action: str | None = None,
         **options: Any,
     ) -> Any:
         """Run ``fn`` once per row, with the row's ``columns`` (default: all, in order) as its
         positional arguments, and return a Series aligned to the frame's index, as
         ``df.apply(f, axis=1)`` does. ``result_type="expand"`` turns record (dict) or list
-        results into a DataFrame on the same index. The other options are ``gomap.map``'s
-        (``errors``, ``chunksize``, ``timeout``, ``progress``, ``client``, …).
+        results into a DataFrame on the same index.
+
+        ``na_action="ignore"`` (as ``Series.map``) does not send the rows where any of those
+        columns is missing (NaN, None, <NA>, NaT): their result is NaN. With ``errors="return"``
+        a failed row's result is NaN too, and ``df.gomap.errors`` lists the failed rows. A
+        failure raises a TaskError naming the row's index label and the column.
+
+        The other options are ``gomap.map``'s (``errors``, ``chunksize``, ``timeout``,
+        ``progress``, ``client``, …).
         """
+        _check_result_type(result_type)
         cols = _columns(self._df, columns)
+        call = _Call(self._df, cols, na_action)
         rows = list(zip(*(column_values(self._df[c]) for c in cols), strict=True))
-        try:
-            values = gomap_map(fn, rows, **options)
-        except EncodeError as e:
-            raise _name_the_cell(e, self._df, cols, rows) from e
-        return _result(values, self._df.index, result_type)
+        return _result(call.run(fn, rows, options), self._df.index, result_type)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The failed rows of the last ``df.gomap.apply`` on this frame: a DataFrame on their
+        index labels with columns ``function``, ``kind``, ``error`` and ``column`` (the column
+        whose value did not fit, else None); empty when none failed. With ``errors="raise"`` it
+        holds the row that raised. AttributeError before any call on this frame object."""
+        return _errors_of(self._df, "df.gomap.apply")
 
 
 class SeriesAccessor:
@@ -143,19 +367,25 @@ class SeriesAccessor:
     def __init__(self, series: pd.Series) -> None:
         self._s = series
 
-    def map(self, fn: str | Function, *, result_type: str | None = None, **options: Any) -> Any:
+    def map(
+        self, fn: str | Function, *, result_type: str | None = None, na_action: str | None = None, **options: Any
+    ) -> Any:
         """Run ``fn`` once per value, the value being its one argument (as ``Series.map``), and
-        return a Series aligned to the index (a DataFrame with ``result_type="expand"``)."""
+        return a Series aligned to the index (a DataFrame with ``result_type="expand"``).
+        ``na_action="ignore"`` leaves missing values NaN without sending them; with
+        ``errors="return"`` failed values give NaN and ``series.gomap.errors`` lists them."""
+        _check_result_type(result_type)
+        call = _Call(self._s, [self._s.name], na_action)
         values = column_values(self._s)
         # A list or tuple value is one argument, not several: wrap the values that could be read so.
         items = [(v,) if isinstance(v, (list, tuple)) else v for v in values] if self._s.dtype == object else values
-        try:
-            out = gomap_map(fn, items, **options)
-        except EncodeError as e:
-            if e.index is None:
-                raise
-            raise EncodeError(f"index {self._s.index[e.index]!r}: {e}", index=e.index) from e
-        return _result(out, self._s.index, result_type, name=self._s.name)
+        return _result(call.run(fn, items, options), self._s.index, result_type, name=self._s.name)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The failed values of the last ``series.gomap.map`` on this Series, as
+        ``DataFrameAccessor.errors`` (``column`` is the Series' name)."""
+        return _errors_of(self._s, "series.gomap.map")
 
 
 def to_frame(results: Sequence[Any], *, index: Any = None, name: str = "result") -> pd.DataFrame:
