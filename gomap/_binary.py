@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import _defaults
 from ._exceptions import LocalClusterError, WorkerBinaryError
+from ._frontend import step
 
 
 def worker_source() -> Path | None:
@@ -101,31 +102,49 @@ def run_go(
     return run_tool([go_command(environ, what), *args], cwd=cwd, what=what, env=go_env(environ))
 
 
-def build_command(src: Path, package: str, name: str, environ: Mapping[str, str]) -> Path:
+def build_command(
+    src: Path, package: str, name: str, environ: Mapping[str, str], *, purpose: str = "", quiet: bool = False
+) -> Path:
     """Build the command ``package`` (e.g. ./cmd/gomap-worker) of src into the cache, once per
-    source version, and return the binary's path."""
-    target = cache_dir(environ) / f"{name}-{source_hash(src)}" / name
+    source version, and return the binary's path. A build says so first, on one line (the first
+    one, with an empty Go build cache, takes up to a minute); ``quiet`` silences it."""
+    cache = cache_dir(environ)
+    target = cache / f"{name}-{source_hash(src)}" / name
     if target.is_file():
         return target
-    with locked(target.parent / ".lock"):
+    message = (
+        f"gomap: first use: building {purpose or name} from source "
+        f"(up to a minute; cached for next time in {_home_short(cache)})"
+    )
+    with step(message, quiet=quiet) as building, locked(target.parent / ".lock"):
         if target.is_file():  # another process built it while we waited
+            building.done("built by another process meanwhile")
             return target
         tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
         out = run_go(["build", "-trimpath", "-o", str(tmp), package], cwd=src, environ=environ, what=f"building {name}")
         if out.returncode != 0:
             raise WorkerBinaryError(f"building {name} in {src} failed:\n{out.stderr.strip()}")
         tmp.replace(target)
+        building.done("done in {elapsed}")
     return target
 
 
-def build_worker(src: Path, environ: Mapping[str, str]) -> Path:
+def _home_short(path: Path) -> str:
+    """path with the home directory written as ~, as a person reads it."""
+    home = os.path.expanduser("~")
+    text = str(path)
+    return "~" + text[len(home) :] if home not in ("", "/") and (text == home or text.startswith(home + "/")) else text
+
+
+def build_worker(src: Path, environ: Mapping[str, str], *, quiet: bool = False) -> Path:
     """Build gomap-worker from src into the cache (once per source version) and return its path."""
-    return build_command(src, "./cmd/gomap-worker", "gomap-worker", environ)
+    return build_command(src, "./cmd/gomap-worker", "gomap-worker", environ, purpose="the Go worker", quiet=quiet)
 
 
-def worker_binary(explicit: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+def worker_binary(explicit: str | None = None, *, environ: Mapping[str, str] | None = None, quiet: bool = False) -> str:
     """The gomap-worker to run: ``explicit``, else ``$GOMAP_WORKER_BINARY``, else one built from the
-    bundled source (cached, rebuilt when the source changes), else ``gomap-worker`` on PATH."""
+    bundled source (cached, rebuilt when the source changes; a build says so unless ``quiet``),
+    else ``gomap-worker`` on PATH."""
     env = os.environ if environ is None else environ
     chosen = explicit or env.get("GOMAP_WORKER_BINARY")
     if chosen:
@@ -134,7 +153,7 @@ def worker_binary(explicit: str | None = None, *, environ: Mapping[str, str] | N
         return chosen
     src = worker_source()
     if src is not None and shutil.which("go", path=env.get("PATH")):
-        return str(build_worker(src, env))
+        return str(build_worker(src, env, quiet=quiet))
     on_path = shutil.which("gomap-worker", path=env.get("PATH"))
     if on_path:
         return on_path

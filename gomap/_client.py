@@ -21,6 +21,7 @@ from ._protocol import Keys, check_queue, normalize_namespace
 
 if TYPE_CHECKING:
     from ._local import LocalCluster
+    from ._overview import Overview
 
 MIN_REDIS = (6, 2)
 
@@ -156,7 +157,8 @@ class WorkerInfo:
     pid: int
     queues: tuple[str, ...]
     functions: tuple[str, ...]
-    concurrency: int
+    concurrency: int  # slots: the jobs (chunks) it runs at once
+    cores: int = 0  # GOMAXPROCS: the goroutines one chunk's items run on (0: it does not say)
     max_payload: int = 0  # the largest payload it accepts, in bytes (0: it does not say)
     max_chunk_items: int = 0  # the most items it takes in a chunk (0: it does not say)
 
@@ -247,7 +249,7 @@ class Client:
         if url is None:
             from ._local import LocalCluster
 
-            self.local = LocalCluster(namespace=self.namespace).start()
+            self.local = LocalCluster._embedded_default(self.namespace)
             url = self.local.url
         self.url = url
         self.stall_tolerance = _defaults.STALL_TOLERANCE if stall_tolerance is None else float(stall_tolerance)
@@ -264,8 +266,30 @@ class Client:
         self._closed = threading.Event()
         self._background: list[threading.Thread] = []  # clean-ups retried while Redis is unreachable
 
+    def overview(self, timeout: float = 2.0) -> Overview:
+        """What this client talks to, read from Redis within ``timeout`` seconds: the URL (masked),
+        the namespace, the local cluster when it is the embedded default, the live worker
+        processes with their slots and cores, the functions they offer, the jobs waiting on each
+        queue and the batches in Redis. A Redis that cannot be read is said in it, not raised."""
+        from ._overview import LocalInfo, Overview, read
+
+        local = LocalInfo.of(self.local) if self.local is not None else None
+        if self._closed.is_set():
+            return Overview(self.url, self.namespace, self.local is not None, local, error="the client is closed")
+        return read(self, timeout, embedded=self.local is not None, local=local)
+
     def __repr__(self) -> str:
-        return f"<gomap.Client {redact(self.url)} namespace={self.namespace!r}>"
+        # Cheap, and never waits on Redis: a repr shows up in tracebacks, logs and debuggers.
+        from ._overview import LocalInfo, Overview
+
+        local = LocalInfo.of(self.local) if self.local is not None else None
+        return Overview(self.url, self.namespace, self.local is not None, local).text("gomap.Client", pool=False)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.overview(timeout=1.0).text("gomap.Client"))  # IPython's display: the pool too
+
+    def _repr_html_(self) -> str:
+        return self.overview(timeout=1.0).html("gomap.Client")
 
     def close(self) -> None:
         """Close the connection (and stop the embedded cluster this client started). Clean-ups
@@ -415,6 +439,7 @@ def _worker_info(r: dict[str, Any]) -> WorkerInfo:
         queues=tuple(r.get("queues") or ()),
         functions=tuple(r.get("functions") or ()),
         concurrency=int(r.get("concurrency", 0)),
+        cores=int(r.get("cores", 0) or 0),
         max_payload=int(r.get("max_payload", 0) or 0),
         max_chunk_items=int(r.get("max_chunk_items", 0) or 0),
     )

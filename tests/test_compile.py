@@ -62,7 +62,7 @@ def session(monkeypatch):
 
 @pytest.fixture
 def cluster(session):
-    with gomap.LocalCluster(workers=2, quiet=True) as c, gomap.Client(c.url) as client:
+    with gomap.LocalCluster(cores=2, quiet=True) as c, gomap.Client(c.url) as client:
         yield c, client
 
 
