@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "BatchCancelled",
@@ -129,11 +130,24 @@ class TaskError(GomapError):
         self.argument = argument
         self._message = message
 
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "function": self.function,
+            "kind": self.kind,
+            "error": self.error,
+            "stack": self.stack,
+            "batch": self.batch,
+            "argument": self.argument,
+            "message": self._message,
+        }
+
+    def _restated(self, message: str, index: int) -> TaskError:
+        """The same failure told in other words, at ``index`` (the pandas accessor's row position)."""
+        return TaskError(**{**self._fields(), "message": message, "index": index})
+
     def __reduce__(self) -> tuple[object, ...]:
-        return (
-            _rebuild_task_error,
-            (self.index, self.function, self.kind, self.error, self.stack, self.batch, self.argument, self._message),
-        )
+        return (_rebuild_task_error, (self._fields(),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TaskError):
@@ -149,26 +163,8 @@ class TaskError(GomapError):
         return hash((self.index, self.function, self.kind, self.error))
 
 
-def _rebuild_task_error(
-    index: int,
-    function: str,
-    kind: str,
-    error: str,
-    stack: str,
-    batch: str,
-    argument: int | None = None,
-    message: str | None = None,
-) -> TaskError:
-    return TaskError(
-        index=index,
-        function=function,
-        kind=kind,
-        error=error,
-        stack=stack,
-        batch=batch,
-        argument=argument,
-        message=message,
-    )
+def _rebuild_task_error(fields: dict[str, Any]) -> TaskError:
+    return TaskError(**fields)
 
 
 class Timeout(GomapError, TimeoutError):

@@ -173,15 +173,15 @@ def _length(iterable: Iterable[Any]) -> int | None:
 def _start(
     fn: str | Function,
     iterable: Iterable[Any],
-    *,
     client: Client | None,
     queue: str | None,
     chunksize: int | None,
     errors: str,
+    item_timeout: float | None,
+    wait_for_workers: float | None,
     window: int | None = None,
-    item_timeout: float | None = None,
-    wait_for_workers: float | None = None,
 ) -> Batch:
+    """The Batch of a map, imap or submit call, from the options they share (in their order)."""
     client, name, queue = _resolve(fn, client, queue)
     return Batch(
         client,
@@ -245,16 +245,7 @@ def map(
     """
     batch: Batch | None = None
     try:
-        batch = _start(
-            fn,
-            iterable,
-            client=client,
-            queue=queue,
-            chunksize=chunksize,
-            errors=errors,
-            item_timeout=item_timeout,
-            wait_for_workers=wait_for_workers,
-        )
+        batch = _start(fn, iterable, client, queue, chunksize, errors, item_timeout, wait_for_workers)
         total = batch.total
         results: list[Any] = [None] * total if total is not None else []
         parts: dict[int, list[Any]] = {}
@@ -338,17 +329,7 @@ def imap(
     """
     batch: Batch | None = None
     try:
-        batch = _start(
-            fn,
-            iterable,
-            client=client,
-            queue=queue,
-            chunksize=chunksize,
-            errors=errors,
-            window=window,
-            item_timeout=item_timeout,
-            wait_for_workers=wait_for_workers,
-        )
+        batch = _start(fn, iterable, client, queue, chunksize, errors, item_timeout, wait_for_workers, window)
         with _collecting(batch, timeout, progress, tqdm_class, tqdm_kwargs) as chunks:
             if not ordered:
                 for start, values, errs in chunks:
@@ -390,16 +371,7 @@ def submit(
     (for an input too large for that, use ``imap``). The options are ``map``'s.
     """
     try:
-        batch = _start(
-            fn,
-            iterable,
-            client=client,
-            queue=queue,
-            chunksize=chunksize,
-            errors=errors,
-            item_timeout=item_timeout,
-            wait_for_workers=wait_for_workers,
-        )
+        batch = _start(fn, iterable, client, queue, chunksize, errors, item_timeout, wait_for_workers)
         batch.submit_all()
     except GomapError as e:
         raise e.with_traceback(None) from None

@@ -239,16 +239,7 @@ class _Call:
                 f"{name} failed ({e.kind}) on the {row} at {where} ({self._row(pos)}): {e.error}. "
                 f"Pass errors='return' to get NaN for such rows and the failures in {self.what}.gomap.errors"
             )
-        return TaskError(
-            index=pos,
-            function=e.function,
-            kind=e.kind,
-            error=e.error,
-            stack=e.stack,
-            batch=e.batch,
-            argument=e.argument,
-            message=text,
-        )
+        return e._restated(text, pos)
 
     def encode_error(self, e: EncodeError, sent: list[Any]) -> EncodeError:
         """An EncodeError that names the row's index label, the column and the value."""
