@@ -15,8 +15,10 @@ import (
 )
 
 // Reserving jobs. Every job moves atomically from its queue into this
-// process's in-flight list (LMOVE in ReserveScript, or BLMOVE), so a job is
-// never only in memory: if the process dies, the reaper puts it back.
+// process's in-flight list (LMOVE in ReserveScript or ReserveBatchScript, or
+// BLMOVE), so a job is never only in memory: if the process dies, the reaper
+// puts it back. A poll reserves as many jobs as there are idle slots, in one
+// round trip; the fetch loop hands them out from its stash.
 //
 // An idle worker blocks on all its queues at once: one BLMOVE per queue, each
 // on a connection of its own (a "wait"). A wait stays armed across jobs, so a
@@ -113,7 +115,7 @@ func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 		if b := w.blockers[q]; b != nil && b.armed {
 			continue // its wait takes any job pushed there at once
 		}
-		j, err := w.poll(ctx, q)
+		j, err := w.poll(ctx, q, w.idleSlots())
 		if j != nil || err != nil {
 			return j, err
 		}
@@ -368,12 +370,22 @@ const excTooLarge = "PayloadTooLarge"
 // and the log keep: messages may quote payload text.
 const maxMessage = 8 << 10
 
-// poll reserves the job at the head of queue q, if any. It sends the reserve
-// once: after an error, what it did is unknown, and the queue becomes
-// suspect (see orphans.go).
-func (w *Worker) poll(ctx context.Context, q string) (*reserved, error) {
-	cmd := redis.NewCmd(ctx, "eval", protocol.ReserveScript, 2, w.keys.Queue(q), w.keys.Inflight(q, w.proc),
-		w.cfg.MaxPayload, protocol.FailedTextLimit)
+// idleSlots is how many slots a reserve may fill now: the one whose token
+// the fetch loop holds, and every other idle slot. Only the fetch loop takes
+// tokens, so each job of a batch it reserves finds its slot.
+func (w *Worker) idleSlots() int { return 1 + len(w.tokens) }
+
+// poll reserves up to k jobs from the head of queue q and returns the first;
+// the others go to the stash. A single job is reserved with ReserveScript, a
+// batch with ReserveBatchScript, one round trip either way. It sends the
+// reserve once: after an error, what it did is unknown, and the queue
+// becomes suspect (see orphans.go).
+func (w *Worker) poll(ctx context.Context, q string, k int) (*reserved, error) {
+	script, args := protocol.ReserveScript, []any{w.cfg.MaxPayload, protocol.FailedTextLimit}
+	if k > 1 {
+		script, args = protocol.ReserveBatchScript, append(args, k)
+	}
+	cmd := redis.NewCmd(ctx, append([]any{"eval", script, 2, w.keys.Queue(q), w.keys.Inflight(q, w.proc)}, args...)...)
 	cmd.SetFirstKeyPos(3)
 	err := w.rdb.Process(ctx, noRetry{cmd})
 	if errors.Is(err, redis.Nil) {
@@ -384,13 +396,38 @@ func (w *Worker) poll(ctx context.Context, q string) (*reserved, error) {
 		return nil, err
 	}
 	v := cmd.Val()
-	j, ok := reservedOf(q, v)
+	if k == 1 {
+		j, ok := reservedOf(q, v)
+		if !ok {
+			w.held.suspect[q] = true
+			return nil, fmt.Errorf("reserving from queue %q: unexpected reply %v of the reserve script", q, v)
+		}
+		w.held.hold(j)
+		return &j, nil
+	}
+	vs, ok := v.([]any)
 	if !ok {
 		w.held.suspect[q] = true
-		return nil, fmt.Errorf("reserving from queue %q: unexpected reply %v of the reserve script", q, v)
+		return nil, fmt.Errorf("reserving from queue %q: unexpected reply %v of the batch reserve script", q, v)
 	}
-	w.held.hold(j)
-	return &j, nil
+	jobs := make([]reserved, 0, len(vs))
+	for _, v := range vs {
+		j, ok := reservedOf(q, v)
+		if !ok {
+			// The jobs are in flight: a look for orphans finds them all.
+			w.held.suspect[q] = true
+			return nil, fmt.Errorf("reserving from queue %q: unexpected job %v in the reply of the batch reserve script", q, v)
+		}
+		jobs = append(jobs, j)
+	}
+	if len(jobs) == 0 {
+		return nil, nil
+	}
+	for _, j := range jobs {
+		w.held.hold(j)
+	}
+	w.stash = append(w.stash, jobs[1:]...)
+	return &jobs[0], nil
 }
 
 // reservedOf is the job of queue q that a reserve script returned: the

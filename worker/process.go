@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gomap/gomap/worker/internal/protocol"
@@ -33,6 +35,8 @@ func (w *Worker) slotLoop(ctx context.Context, slot int) {
 		w.running.Add(-1)
 		w.tokens <- struct{}{}
 	}
+	w.awaitAck(slot)
+	w.flushCommits() // nothing stays pending once the slots are done (a record whose job was abandoned)
 }
 
 func (w *Worker) process(ctx context.Context, slot int, j reserved) {
@@ -137,19 +141,39 @@ func (w *Worker) unknownClass(class, queue string) string {
 		class, queue, strings.Join(w.reg.Names(), ", "))
 }
 
-// setWorking writes Resque's worker:<id> record of the job a slot runs.
+// recordWithin is how soon a running job's worker:<id> record is sent when
+// no other write takes it along.
+const recordWithin = 200 * time.Microsecond
+
+// setWorking writes Resque's worker:<id> record of the job a slot runs. It
+// does not wait: the record goes in the next group commit, at the latest
+// recordWithin after the job started, and always before the job's
+// acknowledgement (which deletes it), in the same pipeline for a short job.
 func (w *Worker) setWorking(ctx context.Context, slot int, queue, payload string) {
-	if err := w.rdb.Set(ctx, w.keys.Worker(w.slots[slot]), workingOn(queue, payload), 0).Err(); err != nil {
-		w.log.Warn("could not record the running job", "err", err)
-	}
+	key, v := w.keys.Worker(w.slots[slot]), workingOn(queue, payload)
+	w.commitSoon(&commit{ctx: ctx, what: "record the running job", extra: func(pipe redis.Pipeliner) {
+		pipe.Set(ctx, key, v, 0)
+	}}, recordWithin)
 }
 
 func workingOn(queue, payload string) string {
-	q, err := protocol.Marshal(queue)
-	if err != nil {
-		q = []byte(`""`)
+	return `{"queue":` + quoted(queue) + `,"run_at":"` + protocol.RunAt(time.Now()) + `","payload":` + payload + `}`
+}
+
+// quoted is s as a JSON string. A name of printable ASCII without quotes or
+// backslashes, as queue names are, needs no escapes, and no encoder (once
+// per job, this was a tenth of a worker's CPU on trivial jobs).
+func quoted(s string) string {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, err := protocol.Marshal(s)
+			if err != nil {
+				return `""`
+			}
+			return string(q)
+		}
 	}
-	return `{"queue":` + string(q) + `,"run_at":"` + protocol.RunAt(time.Now()) + `","payload":` + payload + `}`
+	return `"` + s + `"`
 }
 
 // finishJob acknowledges a plain job as Ruby Resque does: the in-flight copy
@@ -162,7 +186,11 @@ func (w *Worker) finishJob(ctx context.Context, slot int, j reserved, f *failure
 		entry = w.failedEntry(id, j, f)
 		w.log.Info("job failed", "queue", j.queue, "exception", f.exception, "error", f.message)
 	}
-	w.ack(ctx, j, func(pipe redis.Pipeliner) {
+	ack := w.ack
+	if j.size == 0 {
+		ack = func(ctx context.Context, j reserved, extra func(redis.Pipeliner)) { w.ackSoon(ctx, slot, j, extra) }
+	}
+	ack(ctx, j, func(pipe redis.Pipeliner) {
 		pipe.Del(ctx, w.keys.Worker(id))
 		pipe.HDel(ctx, w.keys.Requeues(j.queue), payloadDigest(j.payload)) // it finished: no longer poison
 		w.countProcessed(ctx, pipe, id)
@@ -233,36 +261,238 @@ func (w *Worker) failedEntry(id string, j reserved, f *failure) string {
 }
 
 // ack removes j from the in-flight list together with the writes of extra,
-// in one pipeline, retrying while Redis is unreachable. If ctx ends first
-// (the shutdown grace ran out), j stays in flight and goes back to its queue.
+// in the next group commit, retrying while Redis is unreachable. If ctx ends
+// first (the shutdown grace ran out), j stays in flight and goes back to its
+// queue.
 func (w *Worker) ack(ctx context.Context, j reserved, extra func(redis.Pipeliner)) {
-	defer w.held.release(j)
 	if ctx.Err() != nil {
 		// The shutdown grace ran out while the job ran: it is being put
 		// back on its queue, and whatever it did is not recorded.
+		w.held.release(j)
 		w.log.Info("job finished after the shutdown timeout; it stays queued", "queue", j.queue)
 		return
 	}
-	attempt := 0
-	err := retry(ctx, w.log, "acknowledge job", func(ctx context.Context) error {
-		attempt++
-		unreserve := true
-		if attempt > 1 {
-			// The previous attempt may have run in Redis with its reply lost.
-			// Sent again, its LREM would take the in-flight entry of another
-			// job with the same payload: look first.
-			done, err := w.unreserved(ctx, j)
-			if err != nil {
-				return err
-			}
-			if done && !w.cluster {
-				return nil // one node runs a pipeline in order: what came before the LREM ran too
-			}
-			unreserve = !done
+	w.commit(&commit{ctx: ctx, what: "acknowledge job", extra: extra, job: &j})
+}
+
+// Group commit. The slots' writes around a job (its worker record before it
+// runs, its acknowledgement after) go through w.commits: whatever the slots
+// hand in while a pipeline is on its way goes out together in the next one,
+// so with many slots busy one round trip carries the bookkeeping of many
+// jobs. A lone write goes out at once; nothing waits for company. Redis
+// holds the same keys as with one pipeline per job: a job's record is
+// queued before it runs (setWorking, not waited for) and deleted by its
+// acknowledgement, queued after it; a slot queues its next job's record only
+// after handing in the acknowledgement of the previous one (ackSoon), and
+// queues that job's acknowledgement only once the previous one is done.
+//
+// Each acknowledgement keeps its commands together in the pipeline, its
+// LREM last; on a single Redis a group's pipeline runs in MULTI/EXEC, so a
+// lost connection leaves each commit whole or not run. When a pipeline
+// fails, the commits whose commands all got their replies are done; every
+// other one is sent again on its own, in pipeline order, an acknowledgement
+// after the lost-reply check (unreserved), so identical payloads are told
+// apart by their count as before.
+
+// commits is the queue of writes waiting for the next pipeline. The
+// goroutine that sends them runs only while there are some.
+type commits struct {
+	mu      sync.Mutex
+	pending []*commit
+	active  bool                  // a goroutine is sending pipelines
+	last    map[int]chan struct{} // per slot: its acknowledgement under way (ackSoon)
+}
+
+// ackSoon is ack without waiting for it: the slot goes on to its next job
+// while the acknowledgement is on its way. It waits for the slot's previous
+// one first, so a slot has at most one under way (slotLoop waits for the
+// last), and the slot's next worker record goes after it.
+func (w *Worker) ackSoon(ctx context.Context, slot int, j reserved, extra func(redis.Pipeliner)) {
+	w.awaitAck(slot)
+	if ctx.Err() != nil {
+		w.ack(ctx, j, extra) // says why it is not acknowledged
+		return
+	}
+	c := &commit{ctx: ctx, what: "acknowledge job", extra: extra, job: &j, done: make(chan struct{})}
+	w.commits.mu.Lock()
+	w.commits.pending = append(w.commits.pending, c)
+	if w.commits.last == nil {
+		w.commits.last = map[int]chan struct{}{}
+	}
+	w.commits.last[slot] = c.done
+	lead := !w.commits.active
+	w.commits.active = true
+	w.commits.mu.Unlock()
+	if lead {
+		go w.sendCommits(nil)
+	}
+}
+
+// awaitAck waits until the slot's acknowledgement under way, if any, is done.
+func (w *Worker) awaitAck(slot int) {
+	w.commits.mu.Lock()
+	done := w.commits.last[slot]
+	delete(w.commits.last, slot)
+	w.commits.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// commit is one slot's writes for the next pipeline.
+type commit struct {
+	ctx   context.Context
+	what  string                // for the log: "acknowledge job", …
+	extra func(redis.Pipeliner) // the writes
+	job   *reserved             // an acknowledgement's job, removed from flight after extra's writes
+	done  chan struct{}         // closed once written, or given up
+	err   error                 // what failed in the group's pipeline
+}
+
+// commit sends c with the next pipeline and returns once it is written, or
+// given up. When no pipeline is on its way, the caller sends it itself, with
+// whatever else is pending, and leaves what comes in meanwhile to a
+// goroutine: a lone write costs no hand-over between goroutines.
+func (w *Worker) commit(c *commit) {
+	c.done = make(chan struct{})
+	w.commits.mu.Lock()
+	w.commits.pending = append(w.commits.pending, c)
+	lead := !w.commits.active
+	w.commits.active = true
+	w.commits.mu.Unlock()
+	if lead {
+		w.sendCommits(c.done)
+	}
+	<-c.done
+}
+
+// commitSoon queues c without waiting for it: it goes with the next commit,
+// or on its own after d. It returns at once.
+func (w *Worker) commitSoon(c *commit, d time.Duration) {
+	c.done = make(chan struct{})
+	w.commits.mu.Lock()
+	w.commits.pending = append(w.commits.pending, c)
+	w.commits.mu.Unlock()
+	time.AfterFunc(d, w.flushCommits)
+}
+
+// flushCommits sends what is pending, unless a pipeline is on its way (its
+// sender sends the rest), and returns once nothing is pending.
+func (w *Worker) flushCommits() {
+	w.commits.mu.Lock()
+	lead := !w.commits.active && len(w.commits.pending) > 0
+	if lead {
+		w.commits.active = true
+	}
+	w.commits.mu.Unlock()
+	if lead {
+		w.sendCommits(nil)
+	}
+}
+
+// sendCommits sends pipelines of what is pending until nothing is, or, with
+// until, until it is closed; then a goroutine of its own sends the rest.
+func (w *Worker) sendCommits(until <-chan struct{}) {
+	var spare []*commit
+	for {
+		w.commits.mu.Lock()
+		group := w.commits.pending
+		if len(group) == 0 {
+			w.commits.active = false
+			w.commits.mu.Unlock()
+			return
 		}
-		_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			extra(pipe)
-			if unreserve {
+		if until != nil && closed(until) {
+			w.commits.mu.Unlock()
+			go w.sendCommits(nil)
+			return
+		}
+		w.commits.pending = spare[:0]
+		w.commits.mu.Unlock()
+		w.sendGroup(group)
+		clear(group)
+		spare = group
+	}
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// sendGroup writes a group of commits in one pipeline, then sends again on
+// its own every commit not known to be written.
+func (w *Worker) sendGroup(group []*commit) {
+	ctx := group[0].ctx
+	pipe := w.rdb.Pipeline()
+	if len(group) > 1 && !w.cluster {
+		// In MULTI/EXEC, so that a connection lost in the middle leaves
+		// every commit of the group either whole or not run at all: the
+		// lost-reply check (unreserved) then tells each one exactly.
+		pipe = w.rdb.TxPipeline()
+	}
+	ends := make([]int, len(group))
+	for i, c := range group {
+		c.extra(pipe)
+		if c.job != nil {
+			w.unreserve(ctx, pipe, *c.job)
+		}
+		ends[i] = pipe.Len()
+	}
+	cmds, _ := pipe.Exec(ctx) // each command's error is looked at below
+	var failed []*commit
+	from := 0
+	for i, c := range group {
+		for _, cmd := range cmds[from:ends[i]] {
+			if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				c.err = err
+				break
+			}
+		}
+		from = ends[i]
+		if c.err != nil {
+			failed = append(failed, c)
+			continue
+		}
+		if c.job != nil {
+			w.held.release(*c.job)
+		}
+		close(c.done)
+	}
+	for _, c := range failed {
+		w.log.Warn("redis error, retrying", "op", c.what, "err", c.err)
+		if c.job != nil {
+			w.retryAck(c)
+		} else if _, err := w.rdb.Pipelined(c.ctx, func(pipe redis.Pipeliner) error { c.extra(pipe); return nil }); err != nil {
+			w.log.Warn("could not "+c.what, "err", err)
+		}
+		close(c.done)
+	}
+}
+
+// retryAck sends an acknowledgement whose pipeline failed again, on its own,
+// until it is written or its ctx ends (the shutdown grace ran out).
+func (w *Worker) retryAck(c *commit) {
+	j := *c.job
+	defer w.held.release(j)
+	err := retry(c.ctx, w.log, c.what, func(ctx context.Context) error {
+		// The failed pipeline may have run in Redis with its reply lost.
+		// Sent again, its LREM would take the in-flight entry of another
+		// job with the same payload: look first.
+		done, err := w.unreserved(ctx, j)
+		if err != nil {
+			return err
+		}
+		if done && !w.cluster {
+			return nil // one node runs a pipeline in order: what came before the LREM ran too
+		}
+		_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			c.extra(pipe)
+			if !done {
 				w.unreserve(ctx, pipe, j)
 			}
 			return nil

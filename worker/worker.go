@@ -44,10 +44,12 @@ type Worker struct {
 	stash       []reserved          // jobs reserved, not yet handed to a slot
 	held        *holdings           // jobs reserved, not yet acknowledged (see orphans.go)
 
-	tokens  chan struct{} // one per idle slot
-	jobs    chan reserved
-	running atomic.Int64
-	ran     atomic.Bool
+	tokens   chan struct{} // one per idle slot
+	jobs     chan reserved
+	running  atomic.Int64
+	detached sync.WaitGroup // chunks that freed their slot while their items run (runChunk)
+	ran      atomic.Bool
+	commits  commits // the slots' Redis writes, sent together (process.go)
 
 	runaways *runaways               // abandoned calls that still run
 	stopRun  context.CancelCauseFunc // ends Run's context; set by Run before any job runs
@@ -200,7 +202,7 @@ func (w *Worker) overRunaways(n int, oldest string) {
 // ShutdownTimeout once ctx has ended.
 func (w *Worker) drain(ctx context.Context, slots *sync.WaitGroup, stopJobs context.CancelFunc) {
 	done := make(chan struct{})
-	go func() { slots.Wait(); close(done) }()
+	go func() { slots.Wait(); w.detached.Wait(); close(done) }()
 	select {
 	case <-done:
 		return

@@ -172,3 +172,29 @@ redis.call('DEL', KEYS[1])
 if most >= 0 and #jobs > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 return {moved, poison}
 `
+
+// ReserveBatchScript reserves up to ARGV[3] jobs from the head of a queue at
+// once, each as ReserveScript does (LMOVE queue inflight LEFT RIGHT), for a
+// worker with that many idle slots. It stops after a job bigger than ARGV[1]
+// bytes, which comes back as its size and first ARGV[2] bytes: nothing more
+// is reserved from the queue until that job is acknowledged.
+//
+//	KEYS[1] queue   KEYS[2] in-flight list (same cluster slot by the hash tag)
+//	ARGV[1] max payload   ARGV[2] bytes of an oversize payload to return   ARGV[3] most jobs
+//	returns {payload or {size, first bytes}, …} in queue order, empty when the queue is empty
+const ReserveBatchScript = `
+local max, head = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 1, tonumber(ARGV[3]) do
+  local job = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not job then break end
+  local n = string.len(job)
+  if n <= max then
+    out[i] = job
+  else
+    out[i] = {n, string.sub(job, 1, head)}
+    break
+  end
+end
+return out
+`
