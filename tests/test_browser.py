@@ -22,7 +22,7 @@ from .conftest import ROOT, worker_binary
 
 NOTEBOOK = ROOT / "tests" / "data" / "browser.ipynb"
 SCREENSHOT = ROOT / "docs" / "img" / "notebook-progress.png"
-N = 24  # the slow cell's items: gomap.map("samplesleep", [0.5] * 24)
+N = 24  # the slow cell's items: gomap.map("samplesleep", [0.1 * i for i in range(1, 25)])
 
 MAX_STILL = 1.0
 """Issue 9: the bar moves at least every second."""

@@ -39,8 +39,10 @@ class Recording(tqdm):
 
 
 def test_the_bar_moves_inside_a_running_chunk(client):
-    # One chunk of 8 slow items: without the workers' reports the bar would jump from 0 to 8.
-    gomap.map("samplesleep", [0.3] * 8, chunksize=8, client=client, tqdm_class=Recording, progress=True)
+    # One chunk of 8 items that end 0.15 s apart (samplesleep runs them all at once): without the
+    # workers' reports the bar would jump from 0 to 8.
+    seconds = [0.15 * i for i in range(1, 9)]
+    gomap.map("samplesleep", seconds, chunksize=8, client=client, tqdm_class=Recording, progress=True)
     shown = [n for _, n in Recording.last.draws]
     assert shown[-1] == 8
     assert any(0 < n < 8 for n in shown), shown

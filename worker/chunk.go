@@ -18,6 +18,11 @@ import (
 // runChunk runs a chunk of a gomap batch and stores the outcome of every item
 // in the batch's result hash, then signals the client. A chunk of a batch
 // that is gone (cancelled, finished or expired) is dropped unrun.
+//
+// A chunk of a Concurrent function frees its slot once every one of its
+// items is running: the rest (waiting for them, writing the outcome,
+// acknowledging) goes on in a goroutine of its own, and the slot takes
+// another job meanwhile.
 func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.Payload) {
 	c, id := p.Chunk, w.slots[slot]
 	meta := w.keys.BatchMeta(c.Batch)
@@ -36,25 +41,94 @@ func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.
 		return
 	}
 	var prog chunkProgress
-	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, &prog)
-	outcome := w.chunkOutcome(chunkCtx, j.queue, p, &prog)
+	if e, ok := w.reg.lookup(p.Class); !ok || e.inFlight == nil || len(c.Items) == 0 || c.TooMany > 0 {
+		w.finishChunk(ctx, slot, j, p, &prog)
+		return
+	}
+	prog.running = make(chan struct{})
+	done := make(chan struct{})
+	w.detached.Go(func() {
+		defer close(done)
+		w.finishChunk(ctx, slot, j, p, &prog)
+	})
+	select {
+	case <-done:
+		return
+	case <-prog.running:
+	}
+	if !prog.lend() {
+		<-done // it finished first: the slot's bookkeeping is its own
+		return
+	}
+	// The slot is free in Resque's view too; the chunk stays in flight.
+	if err := w.rdb.Del(ctx, w.keys.Worker(id)).Err(); err != nil && ctx.Err() == nil {
+		w.log.Warn("could not clear the slot of a chunk whose items all run", "slot", id, "err", err)
+	}
+}
+
+// finishChunk runs the chunk's items (runChunk checked its batch) and writes
+// its outcome.
+func (w *Worker) finishChunk(ctx context.Context, slot int, j reserved, p protocol.Payload, prog *chunkProgress) {
+	c, id := p.Chunk, w.slots[slot]
+	meta := w.keys.BatchMeta(c.Batch)
+	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, prog)
+	outcome := w.chunkOutcome(chunkCtx, j.queue, p, prog)
+	// A lent slot may run another job by now: its worker:<id> is not this chunk's to delete.
+	mine := prog.finish()
 	if cancelled() {
 		w.log.Debug("batch cancelled while its chunk ran", "batch", c.Batch, "start", c.Start)
-		w.ack(ctx, j, func(pipe redis.Pipeliner) { pipe.Del(ctx, w.keys.Worker(id)) })
+		w.ack(ctx, j, func(pipe redis.Pipeliner) {
+			if mine {
+				pipe.Del(ctx, w.keys.Worker(id))
+			}
+		})
 		return
 	}
 	keys := []string{meta, w.keys.BatchResults(c.Batch), w.keys.BatchDone(c.Batch)}
 	start := strconv.FormatInt(c.Start, 10)
 	w.ack(ctx, j, func(pipe redis.Pipeliner) {
 		pipe.Eval(ctx, protocol.WriteResultScript, keys, start, outcome)
-		pipe.Del(ctx, w.keys.Worker(id))
+		if mine {
+			pipe.Del(ctx, w.keys.Worker(id))
+		}
 		w.countProcessed(ctx, pipe, id)
 	})
 }
 
-// chunkProgress lets a chunk's watcher read how many of its items are done.
+// chunkProgress lets a chunk's watcher read how many of its items are done,
+// and, for a Concurrent function, tells runChunk when all of them run.
 type chunkProgress struct {
-	run atomic.Pointer[itemRun]
+	run     atomic.Pointer[itemRun]
+	running chan struct{} // closed once every item has started; nil: not watched
+	once    sync.Once
+
+	mu       sync.Mutex
+	lent     bool // runChunk freed the slot: the chunk goes on without it
+	finished bool // the chunk's items are done, with the slot still its own
+}
+
+// allRunning says that every item has started.
+func (p *chunkProgress) allRunning() {
+	if p.running != nil {
+		p.once.Do(func() { close(p.running) })
+	}
+}
+
+// lend frees the slot, unless the chunk finished first.
+func (p *chunkProgress) lend() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lent = !p.finished
+	return p.lent
+}
+
+// finish reports whether the slot is still the chunk's own; from then on
+// runChunk no longer lends it.
+func (p *chunkProgress) finish() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finished = true
+	return !p.lent
 }
 
 func (p *chunkProgress) done() int64 {
@@ -133,7 +207,7 @@ func chunkSummary(p protocol.Payload) string {
 		batch = []byte(`""`)
 	}
 	return fmt.Sprintf(`{"class":%s,"args":[],"gomap":{"v":%d,"batch":%s,"start":%d,"count":%d}}`,
-		cls, protocol.Version, batch, p.Chunk.Start, len(p.Chunk.Items))
+		cls, p.Chunk.Version, batch, p.Chunk.Start, len(p.Chunk.Items))
 }
 
 func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payload, prog *chunkProgress) []byte {
@@ -147,7 +221,7 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 				n, w.cfg.MaxChunkItems)}}
 	} else if e, ok := w.reg.lookup(p.Class); ok {
 		ctx = withJob(ctx, Job{Queue: queue, Class: p.Class, Batch: c.Batch})
-		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS), prog)
+		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS), e.inFlight, prog)
 	} else {
 		values, errs = failAll(c, protocol.KindUnknown, w.unknownClass(p.Class, queue))
 	}
@@ -203,10 +277,15 @@ type itemRun struct {
 	tick  time.Duration // how often the watcher looks for items past their deadline
 	until int64         // ctx's own deadline, in ns since t0; 0 for none
 	grain int
-	outs  []itemsOut   // one per grain
-	next  atomic.Int64 // the next grain to take
-	live  atomic.Int64 // runners neither finished nor abandoned
-	done  chan struct{}
+	// inFlight, for a Concurrent function, counts its items running in this
+	// process: an item takes a place before its call and gives it back after.
+	inFlight chan struct{}
+	started  atomic.Int64 // items started, counted only for prog.running
+	prog     *chunkProgress
+	outs     []itemsOut   // one per grain
+	next     atomic.Int64 // the next grain to take
+	live     atomic.Int64 // runners neither finished nor abandoned
+	done     chan struct{}
 
 	runners []*runner // the watcher's own
 
@@ -228,19 +307,28 @@ type runner struct {
 	buf   [8][]byte
 }
 
-// runItems runs h on every item of c, in parallel on all CPUs, and returns
-// the JSON array of values (null for a failed item) and the errors. prog, if
-// not nil, can tell how many items are done while it runs.
-func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *protocol.Chunk, lim limit, prog *chunkProgress) ([]byte, []protocol.ItemError) {
+// runItems runs h on every item of c and returns the JSON array of values
+// (null for a failed item) and the errors. The items run in parallel on
+// GOMAXPROCS goroutines; for a Concurrent function (inFlight not nil), on as
+// many goroutines as it may run items at once, each item holding a place in
+// inFlight while it runs. prog, if not nil, can tell how many items are done
+// while it runs, and hears when all of them have started.
+func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *protocol.Chunk, lim limit, inFlight chan struct{}, prog *chunkProgress) ([]byte, []protocol.ItemError) {
 	n := len(c.Items)
 	if n == 0 {
 		return []byte("[]"), nil
 	}
 	procs := min(runtime.GOMAXPROCS(0), n)
+	if inFlight != nil {
+		procs = min(cap(inFlight), n)
+	}
 	grain := max(1, n/(procs*8))
 	r := &itemRun{
-		w: w, ctx: ctx, h: h, class: class, c: c, lim: lim, t0: time.Now(), grain: grain,
+		w: w, ctx: ctx, h: h, class: class, c: c, lim: lim, t0: time.Now(), grain: grain, inFlight: inFlight,
 		outs: make([]itemsOut, (n+grain-1)/grain), done: make(chan struct{}),
+	}
+	if inFlight != nil && prog != nil && prog.running != nil {
+		r.prog = prog
 	}
 	if lim.d > 0 {
 		r.limit = lim.err()
@@ -391,11 +479,37 @@ func (r *itemRun) run(rn *runner) {
 
 // item runs item rn.i and reports false if it was abandoned meanwhile.
 func (r *itemRun) item(rn *runner) bool {
+	if r.inFlight != nil {
+		if !r.take() {
+			return r.runItem(rn) // the chunk's context ended: the item fails "not run"
+		}
+		defer func() { <-r.inFlight }()
+	}
+	return r.runItem(rn)
+}
+
+// take waits for a place in inFlight, and reports false, taking none, when
+// the chunk's context ends first. Either way the item counts as started.
+func (r *itemRun) take() bool {
+	ok := true
+	select {
+	case r.inFlight <- struct{}{}:
+	case <-r.ctx.Done():
+		ok = false
+	}
+	if r.prog != nil && r.started.Add(1) == int64(len(r.c.Items)) {
+		r.prog.allRunning()
+	}
+	return ok
+}
+
+// runItem runs item rn.i (see item).
+func (r *itemRun) runItem(rn *runner) bool {
 	if rn.i > rn.lo {
 		rn.out.values = append(rn.out.values, ',')
 	}
 	var ierr *protocol.ItemError
-	args, err := itemArgs(r.c.Items[rn.i], rn.buf[:0], r.w.cfg.UseNumber)
+	args, err := chunkArgs(r.c, rn.i, rn.buf[:0], r.w.cfg.UseNumber)
 	switch {
 	case r.ctx.Err() != nil:
 		ierr = &protocol.ItemError{Kind: protocol.KindError, Error: "not run: " + context.Cause(r.ctx).Error()}

@@ -19,6 +19,11 @@ type Registry struct {
 type entry struct {
 	h       Handler
 	timeout time.Duration // WithTimeout; 0 for none
+	// Concurrent: the most items of the function that run at once in this
+	// process, across all the chunks it holds (0: CPU-bound, a chunk's items
+	// run on GOMAXPROCS goroutines), and the semaphore that counts them.
+	concurrent int
+	inFlight   chan struct{}
 }
 
 // Option sets how a registered function runs. Pass options to Handle or
@@ -42,6 +47,25 @@ func WithTimeout(d time.Duration) Option {
 		panic(fmt.Sprintf("worker: WithTimeout(%v): the limit must not be negative", d))
 	}
 	return func(e *entry) { e.timeout = d }
+}
+
+// Concurrent marks the function as waiting rather than computing (an HTTP
+// call, a database query, a sleep): up to n of its items run at once in a
+// worker process, across all the chunks it holds, each on a goroutine of its
+// own, whatever GOMAXPROCS is. Without it, a chunk's items run on GOMAXPROCS
+// goroutines, right for functions that keep a core busy.
+//
+//	reg.Handle("fetch", worker.Func1(Fetch), worker.Concurrent(256))
+//
+// A chunk of such a function frees its slot once all of its items are
+// running, so the worker takes another job while they wait (docs/design.md,
+// "Slots, cores and items in flight"). Plain jobs of the function are not
+// affected. n must be positive.
+func Concurrent(n int) Option {
+	if n < 1 {
+		panic(fmt.Sprintf("worker: Concurrent(%d): n must be positive", n))
+	}
+	return func(e *entry) { e.concurrent = n }
 }
 
 // NewRegistry returns an empty registry.
@@ -75,6 +99,9 @@ func (r *Registry) Handle(class string, h Handler, opts ...Option) {
 	e := entry{h: h}
 	for _, o := range opts {
 		o(&e)
+	}
+	if e.concurrent > 0 {
+		e.inFlight = make(chan struct{}, e.concurrent)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -251,7 +251,7 @@ func TestMapProgressCountsItemsInsideARunningChunk(t *testing.T) {
 	c := dial(t, srv.URI)
 	items := make([]any, 8)
 	for i := range items {
-		items[i] = 0.5 // seconds: two goroutines (GOMAXPROCS in tests) take about 2 s over one chunk
+		items[i] = 0.2 * float64(i+1) // seconds: samplesleep runs them all at once; they end 0.2 s apart
 	}
 	var seen []int
 	_, err := c.Map(context.Background(), "samplesleep", items, &client.MapOptions{

@@ -36,9 +36,10 @@ func Register(reg *worker.Registry) {
 	reg.Handle("samplediv", worker.Describe(worker.Func2(Div), worker.Signature{
 		Params: []worker.Param{{Name: "a"}, {Name: "b"}}, Doc: "a / b rounded toward zero; an error when b is 0.",
 	}))
+	// It waits rather than computes, as an HTTP or database call does: many of its items run at once.
 	reg.Handle("samplesleep", worker.Describe(worker.Reflect(Sleep), worker.Signature{
 		Params: []worker.Param{{Name: "seconds"}}, Doc: "Waits, then returns seconds; stops early when the job is cancelled.",
-	}))
+	}), worker.Concurrent(SleepConcurrency))
 	reg.Handle("samplepanic", worker.Describe(worker.Func1(Panic), worker.Signature{
 		Params: []worker.Param{{Name: "message"}}, Doc: "Panics with message: the panic becomes an error with a stack.",
 	}))
@@ -168,6 +169,10 @@ func Div(a, b int64) (int64, error) {
 	}
 	return a / b, nil
 }
+
+// SleepConcurrency is how many samplesleep items run at once in a worker
+// process (worker.Concurrent).
+const SleepConcurrency = 1024
 
 // Sleep is samplesleep(seconds): it waits, returning early with an error if
 // the job is cancelled (the worker is shutting down), and returns seconds.
