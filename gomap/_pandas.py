@@ -1,8 +1,12 @@
 """pandas accessors: ``df.gomap.apply`` and ``series.gomap.map``, a drop-in for ``apply(axis=1)``.
 
-Rows are read column-wise from the frame's arrays (one ``tolist`` per column and a ``zip``; no
-Series per row), sent as JSON, and the results come back aligned to the frame's index. The rule
-for each dtype is in docs/types.md (``gomap types`` prints it).
+Columns of numbers, bools and times travel as columns: each chunk is a columnar chunk
+(docs/protocol.md), one JSON array per column written by one orjson call from the frame's own
+numpy arrays, with no Python object per row or cell. Other columns (object, string, categorical,
+nullable), and workers too old to read columns, take the row path: one ``tolist`` per column and a
+``zip`` into one tuple per row. Both give the same JSON values by the rules of docs/types.md
+(``gomap types`` prints it). Numeric results are read into one numpy array, not a Series built
+from a list of Python values, with the dtype pandas would infer from those values.
 
 Errors are told in pandas' words: the row's index label, the column, the value as pandas shows
 it (NaN, None, <NA>, NaT). The failed rows of the last call on a frame or Series are in its
@@ -19,10 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import _codec
-from ._exceptions import EncodeError, TaskError
-from ._map import Function
+from . import _codec, _map
+from ._exceptions import EncodeError, GomapError, TaskError
+from ._map import Function, default_client
 from ._map import map as gomap_map
+from ._protocol import COLUMNS_VERSION
 
 _registered = False
 
@@ -70,6 +75,102 @@ def _timestamps(col: pd.Series) -> list[Any]:
     unit = next((u for u, per in (("s", 10**9), ("ms", 10**6), ("us", 10**3)) if not (ns % per).any()), "ns")
     text = np.datetime_as_string(times, unit=unit).tolist()
     return [None if na else s + "+00:00" for s, na in zip(text, missing.tolist(), strict=True)]
+
+
+def wire_column(col: pd.Series) -> np.ndarray | list[Any] | None:
+    """The column as a columnar chunk carries it: a numpy array orjson writes as the same JSON
+    that ``column_values`` gives, or (times) that list of strings; None when the column takes the
+    row path (an object, string, categorical or nullable column; a float column with infinity,
+    whose EncodeError the row path words)."""
+    dtype = col.dtype
+    if _codec.orjson is None:
+        return None
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _timestamps(col)
+    if not isinstance(dtype, np.dtype):
+        return None
+    if dtype.kind in "iub":
+        return np.ascontiguousarray(col.to_numpy())
+    if dtype.kind == "f":
+        # float64, as tolist() gives: orjson writes a float32 by its own shortest digits.
+        values = np.ascontiguousarray(col.to_numpy(dtype=np.float64))
+        return None if np.isinf(values).any() else values
+    if dtype.kind == "M":
+        return _timestamps(col)
+    return None
+
+
+class _Columns:
+    """A frame's argument columns as a batch's input: ``gomap_chunks`` cuts them into columnar
+    chunks (gomap/_batch.py encodes each as the window needs it, so a frame of any length costs
+    a window of chunks of JSON). Indexing gives a row's cells, for error messages."""
+
+    def __init__(self, arrays: list[np.ndarray | list[Any]], length: int) -> None:
+        self.arrays = arrays
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return tuple(a[i] for a in self.arrays)
+
+    def take(self, positions: list[int]) -> _Columns:
+        """The rows at positions, in order."""
+        picked = [a[positions] if isinstance(a, np.ndarray) else [a[p] for p in positions] for a in self.arrays]
+        return _Columns(picked, len(positions))
+
+    def gomap_chunks(self, size: int) -> Any:
+        for lo in range(0, self.length, size):
+            yield lo, _ColumnChunk(self.arrays, lo, min(lo + size, self.length))
+
+
+class _ColumnChunk:
+    """Rows lo to hi of the columns: ``gomap_columns`` is their JSON, one array per column."""
+
+    __slots__ = ("arrays", "hi", "lo")
+
+    def __init__(self, arrays: list[np.ndarray | list[Any]], lo: int, hi: int) -> None:
+        self.arrays, self.lo, self.hi = arrays, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def gomap_columns(self) -> bytes:
+        assert _codec.orjson is not None  # wire_column sends no column without it
+        part = [a[self.lo : self.hi] for a in self.arrays]
+        return _codec.orjson.dumps(part, option=_codec.orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _reads_columns(fn: str | Function, options: Mapping[str, Any]) -> bool:
+    """Whether every worker process of the pool reads columnar chunks (protocol version 2): a
+    chunk of columns would look empty to an older one. Any doubt answers no: the row path. One
+    try: while Redis cannot be reached, the batch's own round trips wait for it, within its timeout."""
+    client = options.get("client") or (fn.client if isinstance(fn, Function) else None) or default_client()
+    try:
+        records = client.call(lambda: client.redis.hvals(client.keys.processes()), tolerance=0)
+    except GomapError:
+        return False
+    versions = []
+    for raw in records:
+        try:
+            versions.append(int(_codec.loads(raw).get("version") or 0))
+        except (ValueError, TypeError, AttributeError):
+            return False
+    return bool(versions) and min(versions) >= COLUMNS_VERSION
+
+
+def _by_columns(columns: list[pd.Series], fn: str | Function, options: Mapping[str, Any]) -> _Columns | None:
+    """The columns as a columnar batch input, or None when any column or worker needs the row path."""
+    arrays = []
+    for col in columns:
+        a = wire_column(col)
+        if a is None:
+            return None
+        arrays.append(a)
+    if not _reads_columns(fn, options):
+        return None
+    return _Columns(arrays, len(columns[0]))
 
 
 def _columns(df: pd.DataFrame, columns: Sequence[Hashable] | None) -> list[Hashable]:
@@ -125,16 +226,21 @@ class _Call:
             return [self.owner[c] for c in self.cols]
         return [self.owner]
 
-    def items(self, items: list[Any]) -> list[Any]:
+    def items(self, items: Any) -> Any:
         """The items to send: those of rows with no missing argument under na_action='ignore'."""
-        return items if self.sent is None else [items[p] for p in self.sent]
+        if self.sent is None:
+            return items
+        if isinstance(items, _Columns):
+            return items.take(self.sent)
+        return [items[p] for p in self.sent]
 
     def position(self, sent_index: int) -> int:
         """The row position (in the frame) of the sent item at sent_index."""
         return sent_index if self.sent is None else self.sent[sent_index]
 
-    def run(self, fn: str | Function, items: list[Any], options: dict[str, Any]) -> list[Any]:
-        """Send the items; return one value per row (None for rows not sent and failed rows)."""
+    def run(self, fn: str | Function, items: Any, options: dict[str, Any]) -> list[Any] | np.ndarray:
+        """Send the items; return one value per row (None for rows not sent and failed rows): a
+        list, or a numpy array when every row was sent and every result is a number (or a bool)."""
         errors = options.get("errors", "raise")
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
@@ -143,7 +249,19 @@ class _Call:
         failed: list[tuple[int, TaskError]] = []
         if to_send or self.sent is None:
             try:
-                out = gomap_map(fn, to_send, **options)
+                if (
+                    isinstance(to_send, _Columns)
+                    and self.sent is None
+                    and errors == "raise"
+                    and options.keys() <= _OPTIONS
+                ):
+                    array = _map_numeric(fn, to_send, options)
+                    if isinstance(array, np.ndarray):
+                        self._keep_errors([])
+                        return array
+                    out = array
+                else:
+                    out = gomap_map(fn, to_send, **options)
             except TaskError as e:
                 named = self.task_error(e, to_send)
                 self._keep_errors([(named.index, named)])
@@ -153,12 +271,16 @@ class _Call:
         else:
             out = []  # every row has a missing argument: nothing to send, no batch
         values: list[Any] = out if self.sent is None else [None] * len(self.owner)
-        for i, v in enumerate(out):
-            if isinstance(v, TaskError):
-                pos = self.position(i)
-                failed.append((pos, v))
-                v = None
-            values[self.position(i)] = v
+        if errors == "return":  # failed items are TaskErrors in out
+            for i, v in enumerate(out):
+                if isinstance(v, TaskError):
+                    pos = self.position(i)
+                    failed.append((pos, v))
+                    v = None
+                values[self.position(i)] = v
+        elif self.sent is not None:
+            for p, v in zip(self.sent, out, strict=True):
+                values[p] = v
         self._keep_errors(failed)
         return values
 
@@ -197,7 +319,7 @@ class _Call:
             cells.append("…")
         return ", ".join(cells)
 
-    def task_error(self, e: TaskError, sent: list[Any]) -> TaskError:
+    def task_error(self, e: TaskError, sent: Any) -> TaskError:
         """The TaskError again, with the row's position for index and a message that names the
         row's index label, the column and its value, and says what to do."""
         pos = self.position(e.index) if 0 <= e.index < len(sent) else e.index
@@ -241,7 +363,7 @@ class _Call:
             )
         return e._restated(text, pos)
 
-    def encode_error(self, e: EncodeError, sent: list[Any]) -> EncodeError:
+    def encode_error(self, e: EncodeError, sent: Any) -> EncodeError:
         """An EncodeError that names the row's index label, the column and the value."""
         if e.index is None or not 0 <= e.index < len(sent):
             return e
@@ -287,13 +409,82 @@ def _errors_of(owner: pd.DataFrame | pd.Series, call: str) -> pd.DataFrame:
     return table
 
 
-def _result(values: list[Any], index: pd.Index, result_type: str | None, name: Hashable = None) -> Any:
+def _result(values: list[Any] | np.ndarray, index: pd.Index, result_type: str | None, name: Hashable = None) -> Any:
+    if isinstance(values, np.ndarray):
+        if result_type == "expand":
+            values = values.tolist()  # numbers expand to nothing, as a list of them does
+        else:
+            return pd.Series(values, index=index, name=name, copy=False)
     if result_type == "expand":
         return _expand(values, index)
     if not values or all(v is None for v in values):
         # As df.apply on an empty frame, and Series.map(na_action="ignore") on an all-NaN one.
         return pd.Series(np.nan, index=index, dtype="float64", name=name)
+    array = _numeric(values)
+    if array is not None:
+        return pd.Series(array, index=index, name=name, copy=False)
     return pd.Series(values, index=index, name=name)
+
+
+_NUMERIC = {"integer": np.int64, "floating": np.float64, "mixed-integer-float": np.float64, "boolean": np.bool_}
+
+
+# gomap.map's options, which _map_numeric passes on as map does (any other: gomap.map says so).
+_OPTIONS = frozenset(
+    {"chunksize", "errors", "timeout", "progress", "tqdm_class", "tqdm_kwargs", "queue", "client", "item_timeout",
+     "wait_for_workers"}
+)  # fmt: skip
+
+
+def _map_numeric(fn: str | Function, items: _Columns, options: Mapping[str, Any]) -> np.ndarray | list[Any]:
+    """gomap.map with errors="raise" (the same batch, bar, timeout, Ctrl-C and errors), keeping
+    each chunk's results as a numpy array as it arrives, when they are numbers: the frame's result
+    column then never exists as one Python object per row. The arrays joined, when their dtypes
+    join as pandas would infer them from the values (int64 with int64, int64 or float64 with
+    float64, bool with bool); else the values as a list, for the Series constructor to infer."""
+    o = dict(options)
+    batch = None
+    parts: dict[int, np.ndarray | list[Any]] = {}
+    try:
+        batch = _map._start(
+            fn, items, o.get("client"), o.get("queue"), o.get("chunksize"), "raise", o.get("item_timeout"),
+            o.get("wait_for_workers"),
+        )  # fmt: skip
+        with _map._collecting(
+            batch, o.get("timeout"), o.get("progress"), o.get("tqdm_class"), o.get("tqdm_kwargs")
+        ) as chunks:
+            for start, values, errs in chunks:
+                batch.apply_errors(start, values, errs)  # raises the first failed item's TaskError
+                array = _numeric(values)
+                parts[start] = values if array is None else array
+    except KeyboardInterrupt:
+        raise _map._interrupted(batch) from None
+    except GomapError as e:
+        raise e.with_traceback(None) from None
+    return _joined([parts.pop(start) for start in sorted(parts)])
+
+
+def _joined(parts: list[np.ndarray | list[Any]]) -> np.ndarray | list[Any]:
+    """Consecutive chunks' results as one array, when their dtypes join as pandas infers the dtype
+    of all their values together (int64 with int64, int64 or float64 with float64, bool with bool);
+    else as one list (an array's tolist() gives back the very values it was made of)."""
+    kinds = {p.dtype.kind if isinstance(p, np.ndarray) else "O" for p in parts}
+    if parts and kinds in ({"i"}, {"f"}, {"i", "f"}, {"b"}):
+        return np.concatenate(parts)  # type: ignore[arg-type]
+    return [v for p in parts for v in (p.tolist() if isinstance(p, np.ndarray) else p)]
+
+
+def _numeric(values: list[Any]) -> np.ndarray | None:
+    """The values as one numpy array of the dtype pandas infers for them (int64, float64, bool),
+    read by numpy in one pass instead of by pandas' Series constructor; None for any other mix
+    (None among them, strings, ints beyond int64), which the Series constructor then infers."""
+    dtype = _NUMERIC.get(pd.api.types.infer_dtype(values, skipna=False))
+    if dtype is None:
+        return None
+    try:
+        return np.array(values, dtype=dtype)
+    except (OverflowError, TypeError, ValueError):
+        return None
 
 
 def _check_result_type(result_type: str | None) -> None:
@@ -340,8 +531,10 @@ class DataFrameAccessor:
         _check_result_type(result_type)
         cols = _columns(self._df, columns)
         call = _Call(self._df, cols, na_action)
-        rows = list(zip(*(column_values(self._df[c]) for c in cols), strict=True))
-        return _result(call.run(fn, rows, options), self._df.index, result_type)
+        items: Any = _by_columns([self._df[c] for c in cols], fn, options)
+        if items is None:  # the row path: one tuple per row
+            items = list(zip(*(column_values(self._df[c]) for c in cols), strict=True))
+        return _result(call.run(fn, items, options), self._df.index, result_type)
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -367,9 +560,11 @@ class SeriesAccessor:
         ``errors="return"`` failed values give NaN and ``series.gomap.errors`` lists them."""
         _check_result_type(result_type)
         call = _Call(self._s, [self._s.name], na_action)
-        values = column_values(self._s)
-        # A list or tuple value is one argument, not several: wrap the values that could be read so.
-        items = [(v,) if isinstance(v, (list, tuple)) else v for v in values] if self._s.dtype == object else values
+        items: Any = _by_columns([self._s], fn, options)
+        if items is None:
+            values = column_values(self._s)
+            # A list or tuple value is one argument, not several: wrap the values that could be read so.
+            items = [(v,) if isinstance(v, (list, tuple)) else v for v in values] if self._s.dtype == object else values
         return _result(call.run(fn, items, options), self._s.index, result_type, name=self._s.name)
 
     @property

@@ -83,6 +83,29 @@ def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes, limit
     )
 
 
+# Version 2 adds columnar chunks; workers that read them say "version": 2 (or more) in their record.
+COLUMNS_VERSION = 2
+
+
+def columns_payload(function: bytes, batch: bytes, start: int, columns: bytes, limit_ms: int | None = None) -> bytes:
+    """The payload of one columnar chunk (docs/protocol.md, "Columnar chunks"): ``columns`` is a
+    JSON array of one array per argument, all of the chunk's length; item i's arguments are the
+    i-th values of the columns. The other arguments are chunk_payload's."""
+    return b"".join(
+        (
+            b'{"class":',
+            function,
+            b',"args":[],"gomap":{"v":2,"batch":',
+            batch,
+            b',"start":',
+            str(start).encode(),
+            b',"columns":',
+            columns,
+            b"}}" if limit_ms is None else b',"limit_ms":' + str(limit_ms).encode() + b"}}",
+        )
+    )
+
+
 # The same text as CollectScript in worker/internal/protocol/scripts.go (a test compares them):
 # KEYS done, results, meta, taken; ARGV most to pop, TTL ms (0: leave), the acknowledged starts…
 # Returns the items done inside chunks still running, then start, outcome pairs; or the one

@@ -5,6 +5,8 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/gomap/gomap/worker/internal/protocol"
 )
 
 // Args are the arguments of one call, as raw JSON values. For a plain Resque
@@ -89,6 +91,20 @@ func itemArgs(item []byte, buf [][]byte, useNumber bool) (Args, error) {
 	return Args{vals: append(buf[:0], item), useNumber: useNumber}, nil
 }
 
+// chunkArgs makes the arguments of item i of c: from the item, or, in a
+// columnar chunk, from the i-th value of each column (sub-slices of the
+// payload: nothing is copied or allocated per item beyond buf's growth).
+func chunkArgs(c *protocol.Chunk, i int, buf [][]byte, useNumber bool) (Args, error) {
+	if c.Columns == nil {
+		return itemArgs(c.Items[i], buf, useNumber)
+	}
+	buf = buf[:0]
+	for _, col := range c.Columns {
+		buf = append(buf, col[i])
+	}
+	return Args{vals: buf, useNumber: useNumber}, nil
+}
+
 // jobArgs makes the arguments of a plain job from its "args" value.
 func jobArgs(raw []byte, useNumber bool) (Args, error) {
 	if len(raw) == 0 || raw[0] != '[' {
@@ -98,75 +114,6 @@ func jobArgs(raw []byte, useNumber bool) (Args, error) {
 	return Args{vals: vals, useNumber: useNumber}, err
 }
 
-// splitArray appends the elements of the JSON array b to dst. b must be valid
-// JSON (the payload decoder validated it), so this only finds boundaries: it
-// tracks strings and nesting, and the values come out without surrounding
-// white space.
-func splitArray(b []byte, dst [][]byte) ([][]byte, error) {
-	i := skipSpace(b, 1)
-	if i < len(b) && b[i] == ']' {
-		return dst, nil
-	}
-	for i < len(b) {
-		end := valueEnd(b, i)
-		dst = append(dst, b[i:end])
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			break
-		}
-		if b[i] == ']' {
-			return dst, nil
-		}
-		i = skipSpace(b, i+1) // the comma
-	}
-	return dst, errors.New("truncated JSON array")
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// valueEnd returns the index just past the JSON value that starts at b[i].
-func valueEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			i = stringEnd(b, i) - 1
-			if depth == 0 {
-				return i + 1
-			}
-		case '[', '{':
-			depth++
-		case ']', '}':
-			if depth == 0 {
-				return i
-			}
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		case ',', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
-}
-
-// stringEnd returns the index just past the JSON string that starts at b[i].
-func stringEnd(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
+// splitArray appends the elements of the JSON array b to dst (see
+// protocol.SplitArray).
+func splitArray(b []byte, dst [][]byte) ([][]byte, error) { return protocol.SplitArray(b, dst) }

@@ -12,8 +12,10 @@ import (
 // DefaultNamespace is the recipe's key prefix.
 const DefaultNamespace = "goworker:"
 
-// Version is the gomap protocol version written into chunk payloads.
-const Version = 1
+// Version is the newest gomap protocol version this side reads, as a worker
+// record's "version" says. Version 2 adds columnar chunks ("columns"); chunk
+// payloads of items still carry "v":1, and workers still run them.
+const Version = 2
 
 // NormalizeNamespace returns ns with exactly one trailing colon, or the default
 // namespace when ns is empty. goworker took the raw prefix ("resque:"), so a

@@ -27,9 +27,15 @@ type Chunk struct {
 	Version int64
 	Batch   string
 	Start   int64
-	Items   [][]byte // raw JSON of each item; sub-slices of the payload
-	LimitMS int64    // "limit_ms": each item's time limit in milliseconds; 0 when absent
-	TooMany int      // with DecodePayloadMax: the number of items when more than its limit (Items is then nil)
+	Items   [][]byte // raw JSON of each item; sub-slices of the payload. A columnar chunk has a nil entry per row
+	// Columns, in a columnar chunk ("columns", version 2), holds one entry
+	// per argument: the raw JSON of that argument's value in each row,
+	// sub-slices of the payload. Item i's arguments are Columns[k][i]; Items
+	// then has one nil entry per row, so len(Items) is the item count for
+	// either form. Nil for a chunk of "items".
+	Columns [][][]byte
+	LimitMS int64 // "limit_ms": each item's time limit in milliseconds; 0 when absent
+	TooMany int   // with DecodePayloadMax: the number of items when more than its limit (Items is then nil)
 }
 
 // MaxBatchID is the longest batch id a chunk may carry, in bytes. Clients
@@ -199,7 +205,15 @@ func (d *payloadDecoder) chunkField(name string, c *Chunk) error {
 		}
 		return nil
 	case "items":
+		if c.Columns != nil {
+			return errors.New(`a chunk has "items" or "columns", not both`)
+		}
 		return d.items(c)
+	case "columns":
+		if c.Items != nil {
+			return errors.New(`a chunk has "items" or "columns", not both`)
+		}
+		return d.columns(c)
 	case "limit_ms":
 		if err := d.int(&c.LimitMS, "limit_ms"); err != nil {
 			return err
@@ -242,6 +256,161 @@ func (d *payloadDecoder) items(c *Chunk) error {
 	}
 	_, err = d.dec.ReadToken()
 	return err
+}
+
+// columns reads "columns": an array of at least one JSON array, all of the
+// same length, one per argument. Each column is read as one value (the
+// decoder validates it once) and split into its elements by SplitArray,
+// without a copy or an allocation per element.
+func (d *payloadDecoder) columns(c *Chunk) error {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != '[' {
+		return fmt.Errorf(`"columns" is %v, not an array`, tok.Kind())
+	}
+	var cols [][]byte
+	for d.dec.PeekKind() != ']' && d.dec.PeekKind() != 0 {
+		if k := d.dec.PeekKind(); k != '[' {
+			return fmt.Errorf(`column %d of "columns" is %v, not an array`, len(cols), k)
+		}
+		raw, err := d.raw()
+		if err != nil {
+			return err
+		}
+		cols = append(cols, raw)
+	}
+	if _, err := d.dec.ReadToken(); err != nil {
+		return err
+	}
+	if len(cols) == 0 {
+		return errors.New(`"columns" has no column: a columnar chunk needs one per argument`)
+	}
+	n := countArray(cols[0])
+	if d.maxItems > 0 && n > d.maxItems {
+		c.TooMany = n // too many rows: counted, none kept
+		return nil
+	}
+	// One allocation for the values of every column.
+	all := make([][]byte, 0, n*len(cols))
+	c.Columns = make([][][]byte, len(cols))
+	for k, raw := range cols {
+		lo := len(all)
+		var err error
+		if all, err = SplitArray(raw, all); err != nil {
+			return fmt.Errorf(`column %d of "columns": %v`, k, err)
+		}
+		if m := len(all) - lo; m != n {
+			return fmt.Errorf(`column %d of "columns" has %d values, column 0 has %d: a row needs a value in each`, k, m, n)
+		}
+		c.Columns[k] = all[lo:len(all):len(all)]
+	}
+	c.Items = make([][]byte, n)
+	return nil
+}
+
+// countArray counts the elements of the valid JSON array b. An array of
+// numbers, bools and nulls (no string, array or object inside) is counted by
+// its commas, with the bytes package's vector loops.
+func countArray(b []byte) int {
+	if in := b[1:]; len(b) > 2 && bytes.IndexByte(in, '"') < 0 && bytes.IndexByte(in, '[') < 0 && bytes.IndexByte(in, '{') < 0 {
+		if len(bytes.TrimSpace(b[1:len(b)-1])) == 0 {
+			return 0
+		}
+		return bytes.Count(b, []byte{','}) + 1
+	}
+	n := 0
+	for i := skipSpace(b, 1); i < len(b) && b[i] != ']'; n++ {
+		i = skipSpace(b, valueEnd(b, i))
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	return n
+}
+
+// SplitArray appends the elements of the JSON array b to dst. b must be valid
+// JSON (the payload decoder validated it), so this only finds boundaries: it
+// tracks strings and nesting, and the values come out without surrounding
+// white space.
+func SplitArray(b []byte, dst [][]byte) ([][]byte, error) {
+	i := skipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		return dst, nil
+	}
+	for i < len(b) {
+		end := valueEnd(b, i)
+		dst = append(dst, b[i:end])
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			break
+		}
+		if b[i] == ']' {
+			return dst, nil
+		}
+		i = skipSpace(b, i+1) // the comma
+	}
+	return dst, errors.New("truncated JSON array")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	if c := b[i]; c != '"' && c != '[' && c != '{' {
+		// A number, true, false or null: it ends at the next delimiter.
+		for i++; i < len(b); i++ {
+			switch b[i] {
+			case ',', ']', '}', ' ', '\t', '\n', '\r':
+				return i
+			}
+		}
+		return i
+	}
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
+			}
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string that starts at b[i].
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
 }
 
 func (d *payloadDecoder) str(dst *string, name string) error {
