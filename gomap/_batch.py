@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import redis
+
 from . import _codec, _defaults
 from ._client import TRANSIENT, Client, OutOfTime, WorkerInfo, redact
 from ._exceptions import (
@@ -35,7 +37,7 @@ from ._exceptions import (
     UnknownFunctionError,
 )
 from ._functions import closest
-from ._protocol import COLLECT_SCRIPT, SUBMIT_SCRIPT, check_queue, chunk_payload
+from ._protocol import COLLECT_SCRIPT, SUBMIT_SCRIPT, check_queue, chunk_payload, columns_payload
 
 Completed = tuple[int, list[Any], list[TaskError]]
 """A completed chunk: its start index, its values (None where an item failed), its errors."""
@@ -57,7 +59,10 @@ class _Source:
     """
 
     def __init__(self, iterable: Iterable[Any], chunksize: int, encode: Callable[[int, Sequence[Any]], _Chunk]) -> None:
-        if isinstance(iterable, (list, tuple)):
+        chunked = getattr(iterable, "gomap_chunks", None)  # a frame's columns, cut by _pandas: encoded lazily
+        if chunked is not None:
+            self._chunks = (encode(lo, part) for lo, part in chunked(chunksize))
+        elif isinstance(iterable, (list, tuple)):
             ready = deque(encode(lo, iterable[lo : lo + chunksize]) for lo in range(0, len(iterable), chunksize))
             self._chunks = _drain(ready)
         else:
@@ -161,6 +166,8 @@ class Batch:
         self._stored: dict[int, list[Any]] = {}  # submit's results, by chunk start
         self._started = False
         self._submitted = 0  # chunks pushed to the queue so far
+        self._grouped = 0  # chunks in submit script calls so far, sent or not
+        self._unsent: list[tuple[Any, ...]] = []  # submit script calls that go out with the next wait
         self._state = "running"
         self._acks: list[bytes] = []  # the starts the last collect reply brought: acknowledged by the next
         self._deadline: float | None = None  # of the call driving the batch now (monotonic)
@@ -182,8 +189,12 @@ class Batch:
     # -- submission ---------------------------------------------------------------------------
 
     def _encode(self, start: int, items: Sequence[Any]) -> _Chunk:
-        data = _codec.dumps_items(items, start)
-        payload = chunk_payload(self._fn_json, self._id_json, start, data, self._limit_ms)
+        columns = getattr(items, "gomap_columns", None)  # a columnar chunk (_pandas): its JSON "columns"
+        if columns is not None:
+            payload = columns_payload(self._fn_json, self._id_json, start, columns(), self._limit_ms)
+        else:
+            data = _codec.dumps_items(items, start)
+            payload = chunk_payload(self._fn_json, self._id_json, start, data, self._limit_ms)
         if len(payload) > self._max_payload:
             raise PayloadTooLarge(
                 f"{self.function}: the chunk of items {start} to {start + len(items) - 1} is {len(payload):,} bytes, "
@@ -196,8 +207,9 @@ class Batch:
             )
         return _Chunk(start, len(items), payload)
 
-    def _fill(self) -> None:
-        """Submit chunks until the window is full or the input is exhausted."""
+    def _fill(self, *, now: bool = True) -> None:
+        """Submit chunks until the window is full or the input is exhausted. With ``now=False``
+        (on a single Redis) the submit goes out in the next wait's round trip (_wait)."""
         new: list[_Chunk] = []
         while len(self._in_flight) + self.held + len(new) < self._window:
             chunk = self._source.next()
@@ -214,13 +226,15 @@ class Batch:
             self._in_flight[c.start] = c
         if self._client.cluster:
             self._push_cluster(new, first)
-        else:
-            self._push(new)
+            return
+        self._group(new)
+        if now:
+            self._push()
 
-    def _push(self, new: list[_Chunk]) -> None:
-        """Create meta (with the first group) and push chunks with the submit script, in groups.
-        The script counts the chunks pushed, so a group sent again after its reply was lost is
-        not pushed twice (docs/protocol.md)."""
+    def _group(self, new: list[_Chunk]) -> None:
+        """Cut new chunks into calls of the submit script (which also creates meta), for _push or
+        the next wait. The script counts the chunks pushed, so a call sent again after its reply
+        was lost pushes nothing twice (docs/protocol.md)."""
         keys = (self._meta, self._queues_key, self._queue_key)
         items = -1 if self.total is None else self.total
         lo = 0
@@ -231,13 +245,21 @@ class Batch:
                 if hi > lo and size > _defaults.SUBMIT_GROUP_BYTES:
                     break
                 hi += 1
-            args = (self._ttl_ms, self.function, self.queue, items, int(time.time()), self._submitted, "python")
-            group = [c.payload for c in new[lo:hi]]
-            reply = self._call(lambda a=args, g=group: self._r.eval(SUBMIT_SCRIPT, len(keys), *keys, *a, *g))
-            if reply == b"lost":
-                raise self._lost()
-            self._submitted += hi - lo
+            args = (self._ttl_ms, self.function, self.queue, items, int(time.time()), self._grouped, "python")
+            self._unsent.append(("EVAL", SUBMIT_SCRIPT, len(keys), *keys, *args, *(c.payload for c in new[lo:hi])))
+            self._grouped += hi - lo
             lo = hi
+
+    def _push(self) -> None:
+        """Send the submit script calls not sent yet, one round trip each."""
+        while self._unsent:
+            self._check_submitted(self._call(lambda c=self._unsent[0]: self._r.execute_command(*c)))
+            del self._unsent[0]
+
+    def _check_submitted(self, reply: Any) -> None:
+        if reply == b"lost":
+            raise self._lost()
+        self._submitted = int(reply)
 
     def _push_cluster(self, new: list[_Chunk], first: bool) -> None:
         """On a Redis Cluster, meta and the queue live on different nodes, and a pipeline runs on
@@ -287,20 +309,52 @@ class Batch:
 
     def _wait(self, block: float) -> list[tuple[int, bytes | None]]:
         """Block until a chunk completes (or ``block`` seconds pass) and take what completed, in
-        one round trip: a BLMOVE off the done list with the collect script pipelined behind it.
-        The script is told the starts of the previous reply, which it may now delete; a reply lost
-        on the way is sent again (docs/protocol.md)."""
+        one round trip: the submit script calls not sent yet, then a BLMOVE off the done list with
+        the collect script pipelined behind it. The script is told the starts of the previous
+        reply, which it may now delete; a reply lost on the way is sent again (docs/protocol.md)."""
         args: list[Any] = [_defaults.COLLECT_MAX, self._ttl_ms, *self._acks]
         keys = (self._done, self._results, self._meta, self._taken)
+        wait = [
+            ("BLMOVE", self._done, self._taken, "LEFT", "RIGHT", block),
+            ("EVAL", COLLECT_SCRIPT, len(keys), *keys, *args),
+        ]
 
         def collect() -> list[Any]:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.blmove(self._done, self._taken, block, "LEFT", "RIGHT")
-            # execute_command, not pipe.eval: redis-py's cluster pipeline routes EVAL only this way.
-            pipe.execute_command("EVAL", COLLECT_SCRIPT, len(keys), *keys, *args)
-            return pipe.execute()[1]  # type: ignore[no-any-return]
+            commands = [*self._unsent, *wait]
+            line = self._client._line
+            if line is not None and line.take():
+                got: list[Any] = []
+                try:
+                    replies = line.run(commands, got)
+                except redis.exceptions.RedisError:
+                    # The submits whose replies came ran: sent again after a restart of Redis
+                    # without persistence, they would bring a lost batch back (it is lost).
+                    ran = 0
+                    for reply in got[: len(self._unsent)]:
+                        if isinstance(reply, Exception):
+                            break
+                        self._check_submitted(reply)
+                        ran += 1
+                    del self._unsent[:ran]
+                    raise
+                finally:
+                    line.give()
+            else:
+                pipe = self._r.pipeline(transaction=False)
+                for c in commands:
+                    # execute_command, not pipe.eval: redis-py's cluster pipeline routes EVAL only this way.
+                    pipe.execute_command(*c)
+                replies = pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply  # here, so Client.call retries it or says what Redis refused
+            return replies  # type: ignore[no-any-return]
 
-        flat = self._call(collect)
+        replies = self._call(collect)
+        for reply in replies[: len(self._unsent)]:
+            self._check_submitted(reply)
+        self._unsent.clear()
+        flat = replies[-1]
         if flat == [b"lost"]:
             raise self._lost()
         self.running = flat[0]
@@ -385,12 +439,13 @@ class Batch:
 
     def _run(self) -> Iterator[Completed]:
         """Collect until every chunk is in, or the deadline passes (chunks() tells which)."""
-        self._fill()
+        self._fill(now=False)
         while self._in_flight:
             block = _defaults.WAIT_SLICE if self._wake_in is None else min(_defaults.WAIT_SLICE, self._wake_in)
             if self._deadline is not None:
                 block = min(block, self._deadline - time.monotonic())
                 if block <= 0:
+                    self._push()  # what was filled is on the queue, as a batch that goes on expects
                     return
             progressed = False
             for start, raw in self._wait(max(block, 0.001)):
@@ -405,7 +460,7 @@ class Batch:
                 self._last_progress = now
                 self._seen_worker = True
                 self._absent_since = None
-                self._fill()
+                self._fill(now=False)
             elif now - self._last_progress > _defaults.NO_WORKERS_AFTER:
                 self._check_workers()
                 self._last_progress = now
@@ -480,6 +535,15 @@ class Batch:
         keys = (self._meta, self._results, self._done, self._taken)
 
         def op() -> None:
+            line = self._client._line
+            if not queued and line is not None and line.take():  # a finish: one DEL (the keys share a slot)
+                try:
+                    reply = line.run([("DEL", *keys)])[0]
+                finally:
+                    line.give()
+                if isinstance(reply, Exception):
+                    raise reply
+                return
             pipe = self._r.pipeline(transaction=False)
             for key in keys:  # one per DEL, as cluster pipelines need
                 pipe.delete(key)

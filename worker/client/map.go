@@ -150,6 +150,7 @@ type batch struct {
 	pending     map[int64]string // start → payload of chunks not yet received
 	sizes       map[int64]int
 	acks        []any     // the starts the last collect reply brought, acknowledged by the next
+	unsent      []any     // the arguments of the last SubmitScript call, sent with the first take
 	completed   int       // items of the chunks received
 	running     int64     // items done inside chunks still running, as of the last collect reply
 	seen        bool      // a live worker took the queue at some point
@@ -308,7 +309,9 @@ const (
 )
 
 // submit creates the batch's meta key and pushes its chunks. On one Redis
-// it does so with protocol.SubmitScript, in groups, each safe to send again. A worker
+// it does so with protocol.SubmitScript, in groups, each safe to send again;
+// the last group goes in the first take's round trip, in front of the wait
+// (so a small batch's submit, wait and collect are one round trip). A worker
 // skips a chunk whose batch has no meta key, so meta must exist before the
 // first chunk does; a Redis Cluster keeps meta and the queue on different
 // nodes, so there meta is written first, on its own, and the chunks after
@@ -333,6 +336,10 @@ func (b *batch) submit(ctx context.Context, payloads []any) error {
 		}
 		args := []any{b.o.TTL.Milliseconds(), b.function, b.queue, b.n, created, offset, "go"}
 		args = append(args, payloads[offset:end]...)
+		if end == len(payloads) {
+			b.unsent = args
+			return nil
+		}
 		err := b.retry(ctx, "submitting", func(ctx context.Context) error {
 			r, err := b.c.rdb.Eval(ctx, protocol.SubmitScript, keys, args...).Result()
 			if err != nil {
@@ -411,20 +418,54 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 	return out, nil
 }
 
+// noRetry marks a command that go-redis must not send again by itself.
+type noRetry struct{ *redis.Cmd }
+
+func (noRetry) NoRetry() bool { return true }
+
+// submitWait bounds the block of a take that carries a submit: should Redis
+// refuse the submit (a missing permission), Map fails within it, not after a
+// whole second. A batch whose chunks take longer pays one more round trip.
+const submitWait = 100 * time.Millisecond
+
 // take blocks until a chunk completes (or a second passes) and stores what
-// completed, in one round trip: a BLMOVE off the done list with the collect
-// script pipelined behind it, acknowledging what the last reply brought.
-// With block false it runs the collect script alone.
+// completed, in one round trip: the SubmitScript call not sent yet, if any,
+// then a BLMOVE off the done list with the collect script pipelined behind
+// it, acknowledging what the last reply brought. With block false it runs
+// the collect script without the BLMOVE.
 func (b *batch) take(ctx context.Context, out []jsontext.Value, block bool) (int, error) {
 	args := append([]any{1000, b.o.TTL.Milliseconds()}, b.acks...)
-	var res *redis.Cmd
+	var res, sub *redis.Cmd
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		if block {
+		if b.unsent != nil {
+			keys := []any{"eval", protocol.SubmitScript, 3, b.meta, b.c.keys.Queues(), b.c.keys.Queue(b.queue)}
+			sub = redis.NewCmd(ctx, append(keys, b.unsent...)...)
+			sub.SetFirstKeyPos(3)
+			// Not sent again by go-redis: once its reply came, it ran, and sent again after
+			// Redis restarted without persistence it would bring a lost batch back.
+			if err := pipe.Process(ctx, noRetry{sub}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case block && sub != nil: // go-redis rounds BLMove's timeout up to whole seconds
+			pipe.Do(ctx, "BLMOVE", b.done, b.taken, "LEFT", "RIGHT", submitWait.Seconds())
+		case block:
 			pipe.BLMove(ctx, b.done, b.taken, "LEFT", "RIGHT", time.Second)
 		}
 		res = pipe.Eval(ctx, protocol.CollectScript, []string{b.done, b.results, b.meta, b.taken}, args...)
 		return nil
 	})
+	if sub != nil {
+		// A reply that was read ran, whatever became of the rest of the round trip (go-redis
+		// then sets the round trip's error on every command, so its value is what tells).
+		switch v := sub.Val(); {
+		case v == "lost":
+			return 0, b.lostError()
+		case v != nil:
+			b.unsent = nil
+		}
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, err
 	}
