@@ -46,3 +46,9 @@ def cpu_seconds(pid: int) -> float:
 def percentile(xs: Sequence[float], p: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """A process's resident set size now (this process by default), from /proc."""
+    with open(f"/proc/{pid or 'self'}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
