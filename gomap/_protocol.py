@@ -68,19 +68,7 @@ class Keys:
 def chunk_payload(function: bytes, batch: bytes, start: int, items: bytes, limit_ms: int | None = None) -> bytes:
     """The payload of one chunk; ``function`` and ``batch`` are JSON strings, ``items`` a JSON array,
     ``limit_ms`` the time limit of one item in milliseconds (None: the workers' own)."""
-    return b"".join(
-        (
-            b'{"class":',
-            function,
-            b',"args":[],"gomap":{"v":1,"batch":',
-            batch,
-            b',"start":',
-            str(start).encode(),
-            b',"items":',
-            items,
-            b"}}" if limit_ms is None else b',"limit_ms":' + str(limit_ms).encode() + b"}}",
-        )
-    )
+    return _payload(b"1", function, batch, start, b"items", items, limit_ms)
 
 
 # Version 2 adds columnar chunks; workers that read them say "version": 2 (or more) in their record.
@@ -91,16 +79,26 @@ def columns_payload(function: bytes, batch: bytes, start: int, columns: bytes, l
     """The payload of one columnar chunk (docs/protocol.md, "Columnar chunks"): ``columns`` is a
     JSON array of one array per argument, all of the chunk's length; item i's arguments are the
     i-th values of the columns. The other arguments are chunk_payload's."""
+    return _payload(b"2", function, batch, start, b"columns", columns, limit_ms)
+
+
+def _payload(
+    version: bytes, function: bytes, batch: bytes, start: int, field: bytes, data: bytes, limit_ms: int | None
+) -> bytes:
     return b"".join(
         (
             b'{"class":',
             function,
-            b',"args":[],"gomap":{"v":2,"batch":',
+            b',"args":[],"gomap":{"v":',
+            version,
+            b',"batch":',
             batch,
             b',"start":',
             str(start).encode(),
-            b',"columns":',
-            columns,
+            b',"',
+            field,
+            b'":',
+            data,
             b"}}" if limit_ms is None else b',"limit_ms":' + str(limit_ms).encode() + b"}}",
         )
     )
