@@ -6,9 +6,8 @@ Targets: p50 <= 0.2 ms, p99 <= 0.5 ms (issue 10; docs/design.md's first ones wer
 idle worker ~0% CPU. The worker listens on all eight sample queues (the default), so a call also
 shows that an idle worker blocked on many queues at once takes a new job without polling.
 
-A call is one round trip of the client (submit, wait and collect pipelined; the finishing DEL's
-reply is read with the next call's), plus the worker's own between the job landing on the queue
-and its result. To compare with the previous commit in the same run, run it alternately with
+A call is two round trips of the client (submit, wait and collect pipelined; then the finishing
+DEL), plus the worker's own between the job landing on the queue and its result. To compare with the previous commit in the same run, run it alternately with
 ``PYTHONPATH=<old tree> GOMAP_WORKER_BINARY=<old worker>``.
 """
 
