@@ -7,7 +7,8 @@ idle worker ~0% CPU. The worker listens on all eight sample queues (the default)
 shows that an idle worker blocked on many queues at once takes a new job without polling.
 
 A call is two round trips of the client (submit, wait and collect pipelined; then the finishing
-DEL), plus the worker's own between the job landing on the queue and its result. To compare with the previous commit in the same run, run it alternately with
+DEL), plus the worker's own between the job landing on the queue and its result. To compare
+with the previous commit in the same run, run it alternately with
 ``PYTHONPATH=<old tree> GOMAP_WORKER_BINARY=<old worker>``.
 """
 
