@@ -26,13 +26,14 @@ def worker_source() -> Path | None:
 
 
 def is_build_input(p: Path, src: Path) -> bool:
-    """Whether p is a file that a build of the worker reads (Go files, module files; not tests)."""
+    """Whether p is a file that a build of the worker reads (Go files, module files, and any file
+    of a vendored package, which may embed it with //go:embed; not tests)."""
     rel = p.relative_to(src).parts
     if "testdata" in rel or rel[0] in ("gomapuser", "bin"):
         return False
     if p.suffix == ".go":
         return not p.name.endswith("_test.go")
-    return p.suffix in (".s", ".h") or p.name in ("go.mod", "go.sum", "modules.txt")
+    return rel[0] == "vendor" or p.suffix in (".s", ".h") or p.name in ("go.mod", "go.sum")
 
 
 def source_hash(src: Path) -> str:
