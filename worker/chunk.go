@@ -71,6 +71,14 @@ func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.
 func (w *Worker) finishChunk(ctx context.Context, slot int, j reserved, p protocol.Payload, prog *chunkProgress) {
 	c, id := p.Chunk, w.slots[slot]
 	meta := w.keys.BatchMeta(c.Batch)
+	if o := w.cfg.Observer; o != nil {
+		t0 := time.Now()
+		o.ChunkStarted(p.Class)
+		defer func() {
+			o.ChunkDone(p.Class)
+			o.JobDone(p.Class, time.Since(t0), "")
+		}()
+	}
 	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, prog)
 	outcome := w.chunkOutcome(chunkCtx, j.queue, p, prog)
 	// A lent slot may run another job by now: its worker:<id> is not this chunk's to delete.
@@ -224,6 +232,11 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 		values, errs = w.runItems(ctx, e.h, p.Class, c, w.itemLimit(e, c.LimitMS), e.inFlight, prog)
 	} else {
 		values, errs = failAll(c, protocol.KindUnknown, w.unknownClass(p.Class, queue))
+		if o := w.cfg.Observer; o != nil {
+			for range c.Items {
+				o.ItemDone(p.Class, 0, protocol.KindUnknown)
+			}
+		}
 	}
 	out, err := protocol.AppendChunkResult(nil, values, errs)
 	if err != nil {
@@ -280,6 +293,7 @@ type itemRun struct {
 	// inFlight, for a Concurrent function, counts its items running in this
 	// process: an item takes a place before its call and gives it back after.
 	inFlight chan struct{}
+	obs      Observer     // the worker's, or nil
 	started  atomic.Int64 // items started, counted only for prog.running
 	prog     *chunkProgress
 	outs     []itemsOut   // one per grain
@@ -325,7 +339,7 @@ func (w *Worker) runItems(ctx context.Context, h Handler, class string, c *proto
 	grain := max(1, n/(procs*8))
 	r := &itemRun{
 		w: w, ctx: ctx, h: h, class: class, c: c, lim: lim, t0: time.Now(), grain: grain, inFlight: inFlight,
-		outs: make([]itemsOut, (n+grain-1)/grain), done: make(chan struct{}),
+		outs: make([]itemsOut, (n+grain-1)/grain), done: make(chan struct{}), obs: w.cfg.Observer,
 	}
 	if inFlight != nil && prog != nil && prog.running != nil {
 		r.prog = prog
@@ -447,6 +461,9 @@ func (r *itemRun) timeouts() {
 		r.runners = r.runners[:len(r.runners)-1]
 		k--
 		r.start(nr)
+		if r.obs != nil {
+			r.obs.ItemDone(r.class, r.lim.d, protocol.KindTimeout)
+		}
 	}
 }
 
@@ -509,6 +526,10 @@ func (r *itemRun) runItem(rn *runner) bool {
 		rn.out.values = append(rn.out.values, ',')
 	}
 	var ierr *protocol.ItemError
+	var t0 time.Time
+	if r.obs != nil {
+		t0 = time.Now()
+	}
 	args, err := chunkArgs(r.c, rn.i, rn.buf[:0], r.w.cfg.UseNumber)
 	switch {
 	case r.ctx.Err() != nil:
@@ -546,6 +567,13 @@ func (r *itemRun) runItem(rn *runner) bool {
 		ierr.Index = r.c.Start + int64(rn.i)
 		rn.out.errs = append(rn.out.errs, *ierr)
 		rn.out.values = append(rn.out.values, "null"...)
+	}
+	if r.obs != nil {
+		kind := ""
+		if ierr != nil {
+			kind = ierr.Kind
+		}
+		r.obs.ItemDone(r.class, time.Since(t0), kind)
 	}
 	rn.i++
 	rn.done.Add(1)

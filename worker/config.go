@@ -170,6 +170,11 @@ type Config struct {
 	// Logger receives the worker's log. default: slog.Default()
 	Logger *slog.Logger
 
+	// Observer, when set, hears what the worker does: items and jobs done,
+	// chunks running, reservations, requeues (for metrics; see
+	// package worker/metrics). default: nil (nothing observed, no cost)
+	Observer Observer
+
 	// OnStart, when set, is called once the worker is registered, just
 	// before it takes its first job. default: nil
 	OnStart func(w *Worker)

@@ -277,6 +277,7 @@ func (w *Worker) waitOutcome(r waitResult) (*reserved, error) {
 	switch {
 	case r.err == nil:
 		w.held.hold(r.job)
+		w.reserved(1)
 		return &r.job, nil
 	case errors.Is(r.err, redis.Nil):
 		return nil, nil
@@ -403,6 +404,7 @@ func (w *Worker) poll(ctx context.Context, q string, k int) (*reserved, error) {
 			return nil, fmt.Errorf("reserving from queue %q: unexpected reply %v of the reserve script", q, v)
 		}
 		w.held.hold(j)
+		w.reserved(1)
 		return &j, nil
 	}
 	vs, ok := v.([]any)
@@ -426,8 +428,16 @@ func (w *Worker) poll(ctx context.Context, q string, k int) (*reserved, error) {
 	for _, j := range jobs {
 		w.held.hold(j)
 	}
+	w.reserved(len(jobs))
 	w.stash = append(w.stash, jobs[1:]...)
 	return &jobs[0], nil
+}
+
+// reserved tells the observer, if any, that n jobs were reserved.
+func (w *Worker) reserved(n int) {
+	if o := w.cfg.Observer; o != nil {
+		o.Reserved(n)
+	}
 }
 
 // reservedOf is the job of queue q that a reserve script returned: the
@@ -464,9 +474,11 @@ func oversize(q, head string, size int) reserved {
 // failOversize fails a job bigger than MaxPayload, unread, and acknowledges it.
 func (w *Worker) failOversize(ctx context.Context, slot int, j reserved) {
 	defer close(j.disposed)
-	w.finishJob(ctx, slot, j, &failure{exception: excTooLarge, message: fmt.Sprintf(
+	f := &failure{exception: excTooLarge, message: fmt.Sprintf(
 		"the payload is %d bytes, more than the %d bytes this worker takes (-max-payload); "+
-			"send smaller jobs (for a batch, a smaller chunksize) or raise -max-payload", j.size, w.cfg.MaxPayload)})
+			"send smaller jobs (for a batch, a smaller chunksize) or raise -max-payload", j.size, w.cfg.MaxPayload)}
+	w.finishJob(ctx, slot, j, f)
+	w.jobDone("", time.Time{}, f)
 }
 
 // unreserve removes j from the in-flight list, in pipe.

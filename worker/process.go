@@ -47,7 +47,9 @@ func (w *Worker) process(ctx context.Context, slot int, j reserved) {
 	p, err := protocol.DecodePayloadMax([]byte(j.payload), w.cfg.MaxChunkItems)
 	switch {
 	case err != nil:
-		w.finishJob(ctx, slot, j, &failure{exception: excDecode, message: err.Error()})
+		f := &failure{exception: excDecode, message: err.Error()}
+		w.finishJob(ctx, slot, j, f)
+		w.jobDone("", time.Time{}, f)
 	case p.Chunk != nil:
 		w.runChunk(ctx, slot, j, p)
 	default:
@@ -57,6 +59,10 @@ func (w *Worker) process(ctx context.Context, slot int, j reserved) {
 
 // runJob runs a plain Resque job; a failure becomes a failed entry.
 func (w *Worker) runJob(ctx context.Context, slot int, j reserved, p protocol.Payload) {
+	var t0 time.Time
+	if w.cfg.Observer != nil {
+		t0 = time.Now()
+	}
 	w.setWorking(ctx, slot, j.queue, j.payload)
 	f := w.call(ctx, j.queue, p)
 	if ctx.Err() != nil {
@@ -65,6 +71,25 @@ func (w *Worker) runJob(ctx context.Context, slot int, j reserved, p protocol.Pa
 		return
 	}
 	w.finishJob(ctx, slot, j, f)
+	w.jobDone(p.Class, t0, f)
+}
+
+// jobDone tells the observer, if any, that a plain job of function finished
+// (f nil) or failed; it started at t0 (zero: unknown, no duration).
+func (w *Worker) jobDone(function string, t0 time.Time, f *failure) {
+	o := w.cfg.Observer
+	if o == nil {
+		return
+	}
+	var d time.Duration
+	if !t0.IsZero() {
+		d = time.Since(t0)
+	}
+	exc := ""
+	if f != nil {
+		exc = f.exception
+	}
+	o.JobDone(function, d, exc)
 }
 
 func (w *Worker) call(ctx context.Context, queue string, p protocol.Payload) *failure {

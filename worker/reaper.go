@@ -103,6 +103,9 @@ func (w *Worker) reapRecord(ctx context.Context, record string) (int, error) {
 		return 0, fmt.Errorf("unreadable worker record %q: %v", record, err)
 	}
 	n, err := w.requeue(ctx, p.ID, p.Queues, "after its worker "+p.ID+" died")
+	if o := w.cfg.Observer; o != nil && n > 0 {
+		o.Requeued(n)
+	}
 	if err != nil {
 		return n, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gomap/gomap/worker"
 	"github.com/gomap/gomap/worker/internal/embedded"
 	"github.com/gomap/gomap/worker/internal/rconn"
+	"github.com/gomap/gomap/worker/metrics"
 )
 
 // serve runs the worker (or, with -redis-only, only the private Redis) until
@@ -24,8 +25,24 @@ func serve(cfg worker.Config, reg *worker.Registry, o options, env Env) error {
 	if o.lifeline {
 		go watchLifeline(env.Stdin, cfg.Logger, cancel)
 	}
+	var metricsURL string
+	if o.metricsAddr != "" {
+		m := metrics.New()
+		srv, err := m.Serve(o.metricsAddr, cfg.Logger)
+		if err != nil {
+			return &startError{err}
+		}
+		// Deferred first, so it runs last: the metrics stay up until the worker has stopped.
+		defer func() {
+			if err := srv.Close(); err != nil {
+				cfg.Logger.Error("stopping the metrics server", "err", err)
+			}
+		}()
+		cfg.Observer = m
+		metricsURL = "http://" + srv.Addr() + "/metrics"
+	}
 	if o.redisServer == "" {
-		return work(ctx, cfg, reg, nil, o.lifeline, env.Stdout)
+		return work(ctx, cfg, reg, nil, o.lifeline, env.Stdout, metricsURL)
 	}
 	r, err := startRedis(ctx, o)
 	if err != nil {
@@ -42,8 +59,15 @@ func serve(cfg worker.Config, reg *worker.Registry, o options, env Env) error {
 	if o.redisOnly {
 		return keep(ctx, cfg, r, env.Stdout)
 	}
-	return work(ctx, cfg, reg, r, true, env.Stdout)
+	return work(ctx, cfg, reg, r, true, env.Stdout, metricsURL)
 }
+
+// startError is what keeps the command from starting, with a message for
+// its user (an address to serve the metrics on that is taken).
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
 
 // watchLifeline ends the command once stdin closes: the parent holds the
 // other end, so this happens when the parent exits, however it exits.
@@ -54,14 +78,19 @@ func watchLifeline(stdin io.Reader, log *slog.Logger, stop context.CancelFunc) {
 }
 
 // work runs a worker; with ready it writes the ready line once the worker
-// takes jobs. r is the private Redis, if there is one.
-func work(ctx context.Context, cfg worker.Config, reg *worker.Registry, r *embedded.Redis, ready bool, stdout io.Writer) error {
+// takes jobs. r is the private Redis, if there is one; metricsURL, if not
+// empty, where the metrics are served (the ready line says it).
+func work(ctx context.Context, cfg worker.Config, reg *worker.Registry, r *embedded.Redis, ready bool, stdout io.Writer,
+	metricsURL string) error {
 	if ready {
 		// The parent reads this line to learn where to connect and that jobs are taken.
 		cfg.OnStart = func(w *worker.Worker) {
 			line := map[string]any{"event": "ready", "id": w.ID(), "uri": rconn.Redacted(cfg.URI), "pid": os.Getpid()}
 			if r != nil {
 				line["redis_pid"] = r.PID()
+			}
+			if metricsURL != "" {
+				line["metrics"] = metricsURL
 			}
 			if err := writeReady(stdout, line); err != nil {
 				cfg.Logger.Error("writing the ready line", "err", err)

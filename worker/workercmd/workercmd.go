@@ -90,6 +90,9 @@ func Run(name string, reg *worker.Registry, args []string, env Env) int {
 	case errors.Is(err, worker.ErrConfig): // what the flags said is wrong, found by worker.New
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 2
+	case errors.As(err, new(*startError)): // a metrics address that is taken
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 2
 	case errors.As(err, new(*worker.RejectedError)): // a password, an ACL or a certificate to fix
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
@@ -126,6 +129,7 @@ type options struct {
 	redisOnly   bool
 	lifeline    bool
 	logLevel    slog.Level
+	metricsAddr string
 }
 
 func bindOptions(fs *flag.FlagSet) *options {
@@ -138,6 +142,9 @@ func bindOptions(fs *flag.FlagSet) *options {
 			"on shutdown, wait until they have unregistered (at most -shutdown-timeout + 10s) before stopping it")
 	fs.BoolVar(&o.lifeline, "lifeline", false, "shut down when standard input closes, so a parent process never leaves workers behind")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "",
+		"serve Prometheus metrics at http://`host:port`/metrics (items, jobs, chunks in flight, reservations, requeues);\n"+
+			"listens only there, e.g. 127.0.0.1:9100 (default: empty, no metrics)")
 	return o
 }
 
@@ -154,6 +161,8 @@ func configure(fs *flag.FlagSet, fl *worker.Flags, o *options, getenv func(strin
 		return cfg, errors.New("-uri and -redis-server exclude each other: -redis-server starts its own Redis")
 	case o.redisOnly && o.redisServer == "":
 		return cfg, errors.New("-redis-only needs -redis-server: it runs the private Redis and nothing else")
+	case o.redisOnly && o.metricsAddr != "":
+		return cfg, errors.New("-metrics-addr needs a worker, and -redis-only runs none: give it to the worker processes")
 	}
 	return cfg, nil
 }

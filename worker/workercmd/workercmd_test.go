@@ -41,7 +41,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"-connections", "(default 2)", "-uri", "$REDIS_PROVIDER", "$REDIS_URL", "redis://localhost:6379/", "unix://",
 		"rediss://", "-namespace", `(default "goworker:")`, "-exit-on-complete", "-use-number", "-tls-cert",
 		"-insecure-tls", "-heartbeat", "-dead-after", "-shutdown-timeout", "-redis-server", "-redis-only", "-lifeline",
-		"sampleadd", "countprimes", "samplewords", "second signal exits at once",
+		"sampleadd", "countprimes", "samplewords", "second signal exits at once", "-metrics-addr", "/metrics",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("-help does not mention %q", want)
@@ -65,6 +65,7 @@ func TestBadCommandLinesExitWithAReason(t *testing.T) {
 		{[]string{"-redis-only"}, "-redis-only needs -redis-server"},
 		{[]string{"-redis-only", "-uri", "redis://x"}, "-redis-only needs -redis-server"},
 		{[]string{"-no-such-flag"}, "flag provided but not defined"},
+		{[]string{"-redis-server", "/bin/false", "-redis-only", "-metrics-addr", "127.0.0.1:0"}, "-metrics-addr needs a worker"},
 	} {
 		var stderr bytes.Buffer
 		code := Run("gomap-worker", sampleRegistry(), tc.args, Env{Stdout: io.Discard, Stderr: &stderr})
