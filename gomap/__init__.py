@@ -35,6 +35,7 @@ from ._exceptions import (
     WorkerBinaryError,
 )
 from ._functions import FunctionInfo, FunctionList, Param
+from ._inspect import Failed, FailedFilter, Inspector, Status, status
 from ._local import LocalCluster
 from ._magic import load_ipython_extension
 from ._map import (
@@ -70,17 +71,21 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "EncodeError",
+    "Failed",
+    "FailedFilter",
     "Function",
     "FunctionInfo",
     "FunctionList",
     "FunctionNamespace",
     "GomapError",
+    "Inspector",
     "LocalCluster",
     "LocalClusterError",
     "NoWorkersError",
     "Param",
     "PayloadTooLarge",
     "RedisCommandError",
+    "Status",
     "TaskError",
     "Timeout",
     "UnknownFunctionError",
@@ -98,6 +103,7 @@ __all__ = [
     "imap",
     "load_ipython_extension",
     "map",
+    "status",
     "submit",
     "to_frame",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import _binary, _compile
 from ._client import Client, redact, resolve_url
 from ._exceptions import ConfigError, GomapError
+from ._inspect import Failed, FailedFilter, Inspector, _slot_line, failed_to_json
 from ._local import LocalCluster
 from ._map import map as gomap_map
 
@@ -72,17 +73,134 @@ def _enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+NOTHING_TO_INSPECT = (
+    "nothing to inspect: no Redis URL. Point gomap at a pool with --url redis://host:6379/0 or set "
+    "GOMAP_REDIS_URL (or REDIS_URL); a notebook's embedded default is inspected from Python with gomap.status()"
+)
+
+
+class _NoPool(Exception):
+    """No --url and no GOMAP_REDIS_URL / REDIS_URL: exit code 2."""
+
+
+def _inspector(args: argparse.Namespace) -> Inspector:
+    if not (args.url or resolve_url(os.environ)):
+        raise _NoPool(NOTHING_TO_INSPECT)
+    return Inspector(_client(args))
+
+
 def _status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        r, k = client.redis, client.keys
-        print(f"Redis {redact(client.url)}, namespace {client.namespace!r}")
-        workers = client.workers()
-        print(f"{len(workers)} live worker process{'es' if len(workers) != 1 else ''}")
-        for w in workers:
-            print(f"  {w.id}: {w.concurrency} slots, queues {', '.join(w.queues)}")
-        for q in sorted(x.decode() for x in r.smembers(k.queues())):
-            print(f"  queue {q}: {client.queue_length(q)} waiting")
-        print(f"processed {int(r.get(k.stat('processed')) or 0)}, failed {int(r.get(k.stat('failed')) or 0)}")
+    inspector = _inspector(args)
+    with inspector.client:
+        while True:
+            st = inspector.status(batches=args.batches)
+            if args.json:
+                print(json.dumps(st.to_json(), default=str), flush=True)
+            else:
+                print(st.text(), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)  # the refresh interval the user asked for
+            if not args.json:
+                print()
+
+
+def _filter(args: argparse.Namespace) -> FailedFilter:
+    return FailedFilter(class_=args.class_, queue=args.queue, exception=args.exception, grep=args.grep)
+
+
+def _failed_line(e: Failed) -> str:
+    retried = f", retried {e.retried_at}" if e.retried_at else ""
+    args = ", ".join(json.dumps(a) for a in e.args)
+    return f"{e.index}: {e.failed_at} {e.queue} {e.class_}({args}): {e.exception}: {e.error}{retried}"
+
+
+def _jobs(n: int) -> str:
+    return f"{n} failed job{'' if n == 1 else 's'}"
+
+
+def _failed(args: argparse.Namespace) -> int:
+    inspector = _inspector(args)
+    with inspector.client:
+        action = args.action
+        if action == "ls":
+            entries = inspector.failed(args.offset, args.limit, _filter(args))
+            if args.json:
+                print(json.dumps(failed_to_json(entries)))
+            else:
+                print(f"{_jobs(inspector.failed_count())}; showing {len(entries)}")
+                for e in entries:
+                    print(f"  {_failed_line(e)}")
+        elif action == "show":
+            e = inspector.failed_one(_index(args))
+            print(json.dumps(failed_to_json([e])[0], indent=2))
+        elif action == "retry":
+            if args.index is not None:
+                e = inspector.retry(_index(args))
+                print(f"retried failed job {e.index}: {e.class_} on queue {e.queue}")
+            else:
+                where = _filter(args)
+                if where.empty and not args.all:
+                    raise ConfigError("say which failed jobs to retry: an index, filters, or --all")
+                print(f"retried {_jobs(inspector.retry_where(where))}")
+        elif action == "rm":
+            e = inspector.remove(_index(args))
+            print(f"removed failed job {e.index}: {e.class_} on queue {e.queue}")
+        elif action == "clear":
+            print(f"cleared {_jobs(inspector.clear())}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    if args.index is None:
+        raise ConfigError(f"`gomap failed {args.action}` needs the index of a failed job (see `gomap failed ls`)")
+    return args.index
+
+
+def _queues(args: argparse.Namespace) -> int:
+    inspector = _inspector(args)
+    with inspector.client:
+        queues = inspector.queues()
+        if args.json:
+            print(json.dumps([dataclasses.asdict(q) for q in queues]))
+        for q in [] if args.json else queues:
+            print(f"{q.name}: {q.length} waiting")
+    return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    inspector = _inspector(args)
+    with inspector.client:
+        processes, slots = inspector.processes(), inspector.workers()
+        if args.json:
+            print(json.dumps({"processes": [dataclasses.asdict(p) for p in processes],
+                              "workers": [dataclasses.asdict(s) for s in slots]}))  # fmt: skip
+            return 0
+        for p in processes:
+            print(f"process {p.id}: {'alive' if p.alive else 'dead'}, {p.slots} slots, {p.cores or '?'} cores, "
+                  f"queues {', '.join(p.queues)}")  # fmt: skip
+        for s in slots:
+            print(f"worker {_slot_line(s)}{'' if s.gomap else ' (not gomap)'}")
+    return 0
+
+
+def _batches(args: argparse.Namespace) -> int:
+    inspector = _inspector(args)
+    with inspector.client:
+        if args.action == "cancel":
+            if not args.id:
+                raise ConfigError("`gomap batches cancel` needs a batch id (see `gomap batches`)")
+            removed = inspector.cancel_batch(args.id)
+            print(f"cancelled batch {args.id}: {removed} queued chunks removed")
+            return 0
+        batches = inspector.batches()
+        if args.json:
+            print(json.dumps([dataclasses.asdict(b) for b in batches]))
+            return 0
+        for b in batches:
+            print(f"{b.id}: {b.function}, {b.items} items, {b.submitted} chunks submitted, {b.age()}, {b.client}")
+        if not batches:
+            print("no running batches")
     return 0
 
 
@@ -147,7 +265,31 @@ def _parser() -> argparse.ArgumentParser:
     enq.add_argument("class_", metavar="CLASS", help="the function (Resque class) to run")
     enq.add_argument("args", nargs="*", help="its arguments, each read as JSON (else taken as a string)")
     enq.add_argument("--queue", default=None, help="the queue (default: the class)")
-    status = sub.add_parser("status", help="live workers, queues and counters")
+    status = sub.add_parser("status", help="live and dead workers, queues, batches and counters")
+    status.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="print again every SECONDS")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--batches", action="store_true", help="list the running batches too (needs SCAN; see docs/security.md)"
+    )
+    failed = sub.add_parser("failed", help="failed jobs: ls, show N, retry (N | --all | filters), rm N, clear")
+    failed.add_argument("action", choices=["ls", "show", "retry", "rm", "clear"])
+    failed.add_argument("index", nargs="?", type=int, default=None, help="a failed job's index (see ls)")
+    failed.add_argument("--class", dest="class_", default=None, help="only jobs of this function (class)")
+    failed.add_argument("--queue", default=None, help="only jobs of this queue")
+    failed.add_argument("--exception", default=None, help="only jobs that failed with this exception")
+    failed.add_argument("--grep", default=None, metavar="TEXT", help="only jobs whose error contains TEXT")
+    failed.add_argument("--all", action="store_true", help="retry: every failed job")
+    failed.add_argument("--offset", type=int, default=0, help="ls: start at this index")
+    failed.add_argument("--limit", type=int, default=50, help="ls: at most this many")
+    failed.add_argument("--json", action="store_true", help="print JSON")
+    queues = sub.add_parser("queues", help="the queues and their lengths")
+    queues.add_argument("--json", action="store_true", help="print JSON")
+    workers = sub.add_parser("workers", help="gomap worker processes and every Resque worker (Ruby's too)")
+    workers.add_argument("--json", action="store_true", help="print JSON")
+    batches = sub.add_parser("batches", help="running batches; `batches cancel ID` cancels one")
+    batches.add_argument("action", nargs="?", choices=["ls", "cancel"], default="ls")
+    batches.add_argument("id", nargs="?", default=None, help="the batch to cancel")
+    batches.add_argument("--json", action="store_true", help="print JSON")
     build = sub.add_parser(
         "build",
         help="print the gomap-worker binary's path, building it if needed; with --functions, build a worker "
@@ -165,7 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("types", help="what each Python, numpy and pandas value becomes in a Go function (docs/types.md)")
     fns = sub.add_parser("functions", help="the functions the live workers offer, with their Go signatures")
     fns.add_argument("--json", action="store_true", help="print JSON")
-    for q in (enq, status, fns):
+    for q in (enq, status, fns, failed, queues, workers, batches):
         q.add_argument("--url", default=None, help="Redis URL (default: $GOMAP_REDIS_URL, then $REDIS_URL)")
         q.add_argument("--namespace", default=None, help="key prefix (default: goworker:)")
         # The names of gomap-worker's and gomap-enqueue's flags.
@@ -192,14 +334,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "enqueue": _enqueue,
         "status": _status,
+        "failed": _failed,
+        "queues": _queues,
+        "workers": _workers,
+        "batches": _batches,
         "build": _build,
         "functions": _functions,
         "types": _types,
     }
     try:
         return commands[args.command](args)
+    except _NoPool as e:
+        print(f"gomap: {e}", file=sys.stderr)
+        return 2
     except GomapError as e:
         print(f"gomap: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # gomap workers | head
+        sys.stderr.close()
+        return 141

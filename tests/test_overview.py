@@ -25,14 +25,14 @@ def test_overview_of_a_local_cluster_and_its_pool():
     with gomap.LocalCluster(cores=1, quiet=True) as cluster, gomap.Client(cluster.url) as client:
         for i in range(3):
             client.enqueue("sampleupper", f"parked {i}", queue="parked")  # a queue no worker takes
-        batch = gomap.submit("samplesleep", [30.0] * 3, chunksize=1, client=client)  # 2 run, 1 waits
+        batch = gomap.submit("samplesleep", [30.0] * 3, chunksize=1, client=client)
         try:
             o = client.overview()
             assert o.error == "" and o.queues_error == "" and o.batches_error == ""
             assert (o.processes, o.slots, o.cores) == (1, 2, 1)
             assert {"sampleadd", "samplesleep", "countprimes"} <= set(o.functions)
             queues = {q.name: q.waiting for q in o.queues}
-            assert queues["parked"] == 3 and queues["samplesleep"] >= 1
+            assert queues["parked"] == 3  # (samplesleep's chunks may all run: it is Concurrent)
             assert [(b.id, b.function, b.items, b.client) for b in o.batches] == [
                 (batch.id, "samplesleep", 3, "python")
             ]
