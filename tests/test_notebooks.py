@@ -10,17 +10,15 @@ leaves them out.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ._venv import PIP_TIMEOUT, kernelspec, make_venv, run_notebook
 from .conftest import ROOT
 
 nbformat = pytest.importorskip("nbformat")
@@ -30,19 +28,7 @@ NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 JUPYTER = ["ipykernel", "nbclient", "nbformat"]
 """What Jupyter brings to run a notebook, installed beside gomap."""
 
-PIP_TIMEOUT = 900
 RUN_TIMEOUT = 600
-
-RUNNER = """
-import sys, nbclient, nbformat
-src, dst, cwd, kernel = sys.argv[1:5]
-nb = nbformat.read(src, as_version=4)
-client = nbclient.NotebookClient(nb, kernel_name=kernel, timeout=300, resources={"metadata": {"path": cwd}})
-try:
-    client.execute()
-finally:
-    nbformat.write(nb, dst)
-"""
 
 
 def notebook_install() -> str:
@@ -59,12 +45,7 @@ class Venv:
         self.root = root
         self.python = root / "bin" / "python"
         self.jupyter = root / "jupyter"  # JUPYTER_PATH: a kernelspec that runs this venv's Python
-        spec = self.jupyter / "kernels" / "gomap-venv"
-        spec.mkdir(parents=True)
-        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        (spec / "kernel.json").write_text(
-            json.dumps({"argv": argv, "display_name": "gomap venv", "language": "python"})
-        )
+        kernelspec(self.jupyter, "gomap-venv", self.python)
 
     def env(self) -> dict[str, str]:
         """The environment of the kernel: this venv only, no Redis configured (the embedded default)."""
@@ -77,39 +58,17 @@ class Venv:
         return env
 
     def run(self, name: str, out_dir: Path) -> list[dict]:
-        out = out_dir / name
-        proc = subprocess.run(
-            [str(self.python), "-c", RUNNER, str(ROOT / "notebooks" / name), str(out), str(out_dir), "gomap-venv"],
-            cwd=out_dir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
+        outputs, _ = run_notebook(
+            self.python, ROOT / "notebooks" / name, out_dir, "gomap-venv", self.env(), cell_timeout=300,
             timeout=RUN_TIMEOUT,
-            check=False,
-        )
-        assert out.exists(), f"{name} did not run:\n{proc.stderr[-3000:]}"
-        nb = nbformat.read(out, as_version=4)
-        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-        errors = [o for o in outputs if o.get("output_type") == "error"]
-        assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        )  # fmt: skip
         return outputs
 
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     root = tmp_path_factory.mktemp("notebook-venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=120, capture_output=True)
-    install = [f"{ROOT}[{notebook_install()}]", *JUPYTER]
-    pip = subprocess.run(
-        [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *install],
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT,
-        check=False,
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-    )
-    assert pip.returncode == 0, f"pip install {' '.join(install)} failed:\n{pip.stdout[-2000:]}{pip.stderr[-3000:]}"
+    make_venv(root, [f"{ROOT}[{notebook_install()}]", *JUPYTER])
     yield Venv(root)
     shutil.rmtree(root, ignore_errors=True)  # hundreds of MB (numpy, pandas)
 

