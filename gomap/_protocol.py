@@ -52,6 +52,26 @@ class Keys:
     def alive(self, proc: str) -> str:
         return self.ns + "gomap:alive:" + proc
 
+    def paused(self, q: str) -> str:
+        """Exists while queue ``q`` is paused (docs/protocol.md, "Pausing a queue")."""
+        return self.ns + "gomap:paused:{" + self.queue(q) + "}"
+
+    def counter(self, name: str) -> str:
+        """gomap's counters: ``requeued`` (jobs the reaper put back), ``pruned`` (dead Resque worker ids removed)."""
+        return self.ns + "gomap:stat:" + name
+
+    def requeues(self, q: str) -> str:
+        return self.ns + "gomap:requeues:{" + self.queue(q) + "}"
+
+    def failed(self) -> str:
+        return self.ns + "failed"
+
+    def heartbeat(self) -> str:
+        return self.ns + "workers:heartbeat"
+
+    def worker(self, wid: str) -> str:
+        return self.ns + "worker:" + wid
+
     def batch_meta(self, batch: str) -> str:
         return self.ns + "gomap:{" + batch + "}:meta"
 

@@ -80,7 +80,7 @@ func (w *Worker) finishChunk(ctx context.Context, slot int, j reserved, p protoc
 		}()
 	}
 	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, prog)
-	outcome := w.chunkOutcome(chunkCtx, j.queue, p, prog)
+	outcome, items, failed := w.chunkOutcome(chunkCtx, j.queue, p, prog)
 	// A lent slot may run another job by now: its worker:<id> is not this chunk's to delete.
 	mine := prog.finish()
 	if cancelled() {
@@ -95,7 +95,7 @@ func (w *Worker) finishChunk(ctx context.Context, slot int, j reserved, p protoc
 	keys := []string{meta, w.keys.BatchResults(c.Batch), w.keys.BatchDone(c.Batch)}
 	start := strconv.FormatInt(c.Start, 10)
 	w.ack(ctx, j, func(pipe redis.Pipeliner) {
-		pipe.Eval(ctx, protocol.WriteResultScript, keys, start, outcome)
+		pipe.Eval(ctx, protocol.WriteResultScript, keys, start, outcome, items, failed)
 		if mine {
 			pipe.Del(ctx, w.keys.Worker(id))
 		}
@@ -218,11 +218,14 @@ func chunkSummary(p protocol.Payload) string {
 		cls, p.Chunk.Version, batch, p.Chunk.Start, len(p.Chunk.Items))
 }
 
-func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payload, prog *chunkProgress) []byte {
+// chunkOutcome runs chunk p and returns its outcome, its number of items and
+// how many of them failed.
+func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payload, prog *chunkProgress) ([]byte, int, int) {
 	c := p.Chunk
 	var values []byte
 	var errs []protocol.ItemError
-	if n := max(c.TooMany, len(c.Items)); n > w.cfg.MaxChunkItems {
+	n := max(c.TooMany, len(c.Items))
+	if n > w.cfg.MaxChunkItems {
 		w.log.Warn("chunk has too many items; not run", "batch", c.Batch, "items", n, "max", w.cfg.MaxChunkItems)
 		values, errs = []byte("null"), []protocol.ItemError{{Index: c.Start, Count: int64(n), Kind: protocol.KindTooMany,
 			Error: fmt.Sprintf("the chunk has %d items, more than this worker's -max-chunk-items %d: use a smaller chunksize",
@@ -246,7 +249,16 @@ func (w *Worker) chunkOutcome(ctx context.Context, queue string, p protocol.Payl
 			w.log.Error("chunk outcome not encodable", "batch", c.Batch, "err", err)
 		}
 	}
-	return out
+	return out, n, failedItems(errs)
+}
+
+// failedItems counts the items errs covers (one error may stand for many).
+func failedItems(errs []protocol.ItemError) int {
+	n := 0
+	for _, e := range errs {
+		n += max(1, int(e.Count))
+	}
+	return n
 }
 
 // failAll gives every item of c the same error.

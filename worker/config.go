@@ -107,6 +107,12 @@ type Config struct {
 	// queues. default: 30s
 	DeadAfter time.Duration
 
+	// PruneAfter is how old a Resque worker id's heartbeat may be before the
+	// reaper removes the id from Resque's registry, as Resque's
+	// prune_dead_workers does (Resque's prune interval). Negative: never.
+	// default: 5m
+	PruneAfter time.Duration
+
 	// ShutdownTimeout is how long running jobs may finish once Run's context
 	// ends; jobs still running then are put back on their queues.
 	// default: 20s
@@ -189,6 +195,7 @@ const (
 	DefaultHeartbeat        = 5 * time.Second
 	DefaultProgressInterval = 250 * time.Millisecond
 	DefaultDeadAfter        = 30 * time.Second
+	DefaultPruneAfter       = 5 * time.Minute
 	DefaultShutdownTimeout  = 20 * time.Second
 	DefaultRejectTimeout    = 10 * time.Second
 	DefaultRunawayGrace     = 10 * time.Second
@@ -222,6 +229,7 @@ func (c Config) normalize(reg *Registry) (Config, error) {
 	setDefault(&c.Heartbeat, DefaultHeartbeat)
 	setDefault(&c.ProgressInterval, DefaultProgressInterval)
 	setDefault(&c.DeadAfter, DefaultDeadAfter)
+	setDefault(&c.PruneAfter, DefaultPruneAfter)
 	setDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	setDefault(&c.RejectTimeout, DefaultRejectTimeout)
 	if c.RejectTimeout < 0 {

@@ -67,7 +67,7 @@ func TestFlagsMapOntoConfig(t *testing.T) {
 		Heartbeat: time.Second, ProgressInterval: 100 * time.Millisecond, DeadAfter: 9 * time.Second, ShutdownTimeout: worker.DefaultShutdownTimeout,
 		TLSClientCertPath: "c.pem", TLSClientKeyPath: "k.pem", RejectTimeout: 3 * time.Second,
 		RunawayGrace: worker.DefaultRunawayGrace, MaxRequeues: worker.DefaultMaxRequeues, MaxPayload: protocol.DefaultMaxPayload,
-		MaxChunkItems: protocol.DefaultMaxChunkItems}
+		MaxChunkItems: protocol.DefaultMaxChunkItems, PruneAfter: worker.DefaultPruneAfter}
 	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", want) {
 		t.Errorf("config\n %+v\nwant\n %+v", cfg, want)
 	}

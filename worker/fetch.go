@@ -90,6 +90,8 @@ func (w *Worker) takeToken(ctx context.Context) bool {
 			return true
 		case qs := <-w.held.longer:
 			w.adoptLonger(ctx, qs)
+		case <-w.pause.changed:
+			w.applyPauses(ctx) // no wait is armed: it only takes note
 		case <-ctx.Done():
 			return false
 		}
@@ -101,6 +103,7 @@ func (w *Worker) takeToken(ctx context.Context) bool {
 // queues in this round's order, else (unless ExitOnComplete) whatever arrives
 // first on any queue within Interval.
 func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
+	w.checkPauses(ctx)
 	w.drainWaits()
 	if j := w.unstash(); j != nil {
 		return j, nil
@@ -112,8 +115,8 @@ func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 		return j, nil
 	}
 	for _, q := range w.pollOrder() {
-		if b := w.blockers[q]; b != nil && b.armed {
-			continue // its wait takes any job pushed there at once
+		if b := w.blockers[q]; (b != nil && b.armed) || w.paused[q] {
+			continue // its wait takes any job pushed there at once, or it is paused
 		}
 		j, err := w.poll(ctx, q, w.idleSlots())
 		if j != nil || err != nil {
@@ -231,6 +234,9 @@ func (w *Worker) closeBlockers() {
 func (w *Worker) await(ctx context.Context) (*reserved, error) {
 	for {
 		for _, q := range w.queues {
+			if w.paused[q] {
+				continue
+			}
 			b, err := w.blockerFor(ctx, q)
 			if err != nil {
 				return nil, err
@@ -242,6 +248,14 @@ func (w *Worker) await(ctx context.Context) (*reserved, error) {
 		select {
 		case r := <-w.waitResults:
 			return w.waitOutcome(r)
+		case <-w.pause.changed:
+			w.applyPauses(ctx)
+			if j := w.unstash(); j != nil {
+				return j, nil
+			}
+			if !w.anyArmed() {
+				return nil, nil // a resumed queue is polled first
+			}
 		case qs := <-w.held.longer:
 			w.adoptLonger(ctx, qs)
 			if j := w.unstash(); j != nil {

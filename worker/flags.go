@@ -32,6 +32,7 @@ type Flags struct {
 	heartbeat       time.Duration
 	progress        time.Duration
 	deadAfter       time.Duration
+	pruneAfter      time.Duration
 	shutdownTimeout time.Duration
 	itemTimeout     time.Duration
 	jobTimeout      time.Duration
@@ -76,6 +77,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 			"(only chunks that run longer report; a negative value turns it off)")
 	fs.DurationVar(&f.deadAfter, "dead-after", DefaultDeadAfter,
 		"how long a worker may miss heartbeats before its in-flight jobs go back to their queues")
+	fs.DurationVar(&f.pruneAfter, "prune-after", DefaultPruneAfter,
+		"how old a Resque worker's heartbeat may be before it is pruned from Resque's registry as dead, as Resque does\n"+
+			"(its running job goes to the failed list as Resque::PruneDeadWorkerDirtyExit; negative: never)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout,
 		"on SIGTERM/SIGINT, how long running jobs may finish before they go back to their queues (a second signal exits at once)")
 	fs.DurationVar(&f.itemTimeout, "item-timeout", 0,
@@ -127,6 +131,7 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		Heartbeat:         f.heartbeat,
 		ProgressInterval:  f.progress,
 		DeadAfter:         f.deadAfter,
+		PruneAfter:        f.pruneAfter,
 		ShutdownTimeout:   f.shutdownTimeout,
 		ItemTimeout:       f.itemTimeout,
 		JobTimeout:        f.jobTimeout,

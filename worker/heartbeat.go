@@ -30,6 +30,7 @@ func (w *Worker) record() string {
 		MaxPayload:  w.cfg.MaxPayload,
 		MaxItems:    w.cfg.MaxChunkItems,
 		Started:     w.started.UTC().Format(time.RFC3339),
+		Paused:      w.pause.pausedNow(),
 		Version:     protocol.Version,
 	})
 	if err != nil { // strings from the config, checked valid UTF-8 by nothing else
@@ -79,13 +80,16 @@ func (w *Worker) beat(ctx context.Context) error {
 		fields = append(fields, id, hb)
 		members = append(members, id)
 	}
+	var pauses func()
 	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		pauses = w.readPauses(ctx, pipe)
 		pipe.Set(ctx, w.keys.Alive(w.proc), hb, w.cfg.DeadAfter)
 		pipe.HSet(ctx, w.keys.Processes(), w.proc, w.record())
 		pipe.SAdd(ctx, w.keys.Workers(), members...)
 		pipe.HSet(ctx, w.keys.Heartbeat(), fields...)
 		return nil
 	})
+	pauses()
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gomap/gomap/worker/internal/protocol"
 	"github.com/redis/go-redis/v9"
 )
@@ -41,7 +42,104 @@ func (w *Worker) reapRound(ctx context.Context) error {
 		return err
 	}
 	_, err = w.reapDead(ctx)
-	return errors.Join(err, w.failLeftPoison(ctx))
+	_, perr := w.pruneStale(ctx)
+	return errors.Join(err, perr, w.failLeftPoison(ctx))
+}
+
+// pruneStale removes from Resque's registry the worker ids whose heartbeat
+// is older than PruneAfter, as Resque's prune_dead_workers does: a Ruby or
+// Node worker that died without unregistering, or a gomap slot whose process
+// record is gone. A job such a worker was running goes to the failed list as
+// Resque::PruneDeadWorkerDirtyExit, as Resque fails it. gomap's own dead
+// processes are recovered sooner, by reapDead, and their jobs requeued. It
+// returns how many ids it pruned and counts them in gomap:stat:pruned.
+func (w *Worker) pruneStale(ctx context.Context) (int, error) {
+	if w.cfg.PruneAfter < 0 {
+		return 0, nil
+	}
+	var beats *redis.MapStringStringCmd
+	var now *redis.TimeCmd
+	var live *redis.MapStringStringCmd
+	_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		beats = pipe.HGetAll(ctx, w.keys.Heartbeat())
+		now = pipe.Time(ctx)
+		live = pipe.HGetAll(ctx, w.keys.Processes())
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	// A slot of a recorded gomap process is left to reapDead, which also
+	// requeues its jobs.
+	recorded := map[string]bool{}
+	for _, rec := range live.Val() {
+		var p protocol.Process
+		if json.Unmarshal([]byte(rec), &p) == nil {
+			for _, id := range p.Slots {
+				recorded[id] = true
+			}
+		}
+	}
+	var stale []string
+	for id, hb := range beats.Val() {
+		t, err := time.Parse(time.RFC3339, hb)
+		if err != nil || recorded[id] || now.Val().Sub(t) <= w.cfg.PruneAfter {
+			continue
+		}
+		stale = append(stale, id)
+	}
+	if len(stale) == 0 {
+		return 0, nil
+	}
+	jobs := make([]*redis.StringCmd, len(stale))
+	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range stale {
+			jobs[i] = pipe.Get(ctx, w.keys.Worker(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, err
+	}
+	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range stale {
+			if job := jobs[i].Val(); job != "" {
+				pipe.RPush(ctx, w.keys.Failed(), w.dirtyExitEntry(id, job))
+				pipe.IncrBy(ctx, w.keys.Stat("failed"), 1)
+			}
+		}
+		unregisterSlots(ctx, pipe, w.keys, stale)
+		pipe.IncrBy(ctx, w.keys.Counter("pruned"), int64(len(stale)))
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	w.log.Info("pruned dead Resque workers (heartbeat stale)", "workers", stale, "prune_after", w.cfg.PruneAfter)
+	return len(stale), nil
+}
+
+// dirtyExitEntry is the failed entry of the job a pruned worker id was
+// running (its worker:<id> record), as Resque writes it.
+func (w *Worker) dirtyExitEntry(id, record string) string {
+	var rec struct {
+		Queue   string         `json:"queue"`
+		Payload jsontext.Value `json:"payload"`
+	}
+	j := reserved{payload: record} // unreadable: kept as text
+	if json.Unmarshal([]byte(record), &rec) == nil && len(rec.Payload) > 0 {
+		j = reserved{queue: rec.Queue, payload: string(rec.Payload)}
+	}
+	var p struct {
+		Class string `json:"class"`
+	}
+	if json.Unmarshal([]byte(j.payload), &p) != nil || p.Class == "" {
+		p.Class = "an unknown job"
+	}
+	return w.failedEntry(id, j, &failure{
+		exception: "Resque::PruneDeadWorkerDirtyExit",
+		message:   fmt.Sprintf("Worker %s did not gracefully exit while processing %s", id, p.Class),
+	})
 }
 
 // failLeftPoison fails the poison a requeue of this worker's queues left
@@ -110,6 +208,9 @@ func (w *Worker) reapRecord(ctx context.Context, record string) (int, error) {
 		return n, err
 	}
 	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		if n > 0 {
+			pipe.IncrBy(ctx, w.keys.Counter("requeued"), int64(n))
+		}
 		unregisterSlots(ctx, pipe, w.keys, p.Slots)
 		pipe.HDel(ctx, w.keys.Processes(), p.ID)
 		return nil
@@ -181,7 +282,7 @@ func (w *Worker) failPoisoned(ctx context.Context, q, job, why string) error {
 				return err
 			}
 			keys := []string{w.keys.BatchMeta(c.Batch), w.keys.BatchResults(c.Batch), w.keys.BatchDone(c.Batch)}
-			pipe.Eval(ctx, protocol.WriteResultScript, keys, strconv.FormatInt(c.Start, 10), out)
+			pipe.Eval(ctx, protocol.WriteResultScript, keys, strconv.FormatInt(c.Start, 10), out, len(c.Items), failedItems(errs))
 		} else {
 			pipe.RPush(ctx, w.keys.Failed(), w.failedEntry(w.proc, reserved{queue: q, payload: job},
 				&failure{exception: excRequeueLimit, message: msg}))

@@ -179,6 +179,9 @@ func TestFailuresBecomeFailedEntriesAndTheWorkerCarriesOn(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker stopped serving after malformed jobs")
 	}
+	// A slot does not wait for a plain job's acknowledgement: the last
+	// failed entry may still be on its way when "ok" runs.
+	e.eventually("every failed entry is written", func() bool { return e.llen(e.keys.Failed()) >= int64(len(cases)) })
 	entries, err := e.rdb.LRange(e.ctx, e.keys.Failed(), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)

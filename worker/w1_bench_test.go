@@ -85,7 +85,7 @@ func BenchmarkW1RunChunk(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		out := w.chunkOutcome(ctx, "sampleadd", p, nil)
+		out, _, _ := w.chunkOutcome(ctx, "sampleadd", p, nil)
 		if len(out) < 2*w1Items {
 			b.Fatalf("outcome of %d bytes", len(out))
 		}

@@ -43,6 +43,9 @@ type Worker struct {
 	waitResults chan waitResult     // what armed waits brought
 	stash       []reserved          // jobs reserved, not yet handed to a slot
 	held        *holdings           // jobs reserved, not yet acknowledged (see orphans.go)
+	paused      map[string]bool     // queues it takes no job from (pause.go)
+
+	pause *pauses // the pause keys the heartbeat read, for the fetch loop
 
 	tokens   chan struct{} // one per idle slot
 	jobs     chan reserved
@@ -92,6 +95,7 @@ func New(cfg Config, reg *Registry) (*Worker, error) {
 		tokens:   make(chan struct{}, cfg.Concurrency),
 		jobs:     make(chan reserved),
 		held:     newHoldings(),
+		pause:    newPauses(),
 	}
 	w.proc = cfg.Hostname + ":" + strconv.Itoa(w.pid)
 	w.runaways = newRunaways(cfg.MaxRunaways, cfg.RunawayGrace, w.overRunaways)

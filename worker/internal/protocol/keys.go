@@ -99,6 +99,16 @@ func (k Keys) Requeues(q string) string { return k.NS + "gomap:requeues:{" + k.Q
 // until a worker moves them to the failed list. Its hash tag is the queue key.
 func (k Keys) Poison(q string) string { return k.NS + "gomap:poison:{" + k.Queue(q) + "}" }
 
+// Paused exists while queue q is paused: gomap workers take no new job from
+// it (see docs/protocol.md, "Pausing a queue"). Its value is when it was
+// paused (RFC 3339). Its hash tag is the queue key.
+func (k Keys) Paused(q string) string { return k.NS + "gomap:paused:{" + k.Queue(q) + "}" }
+
+// Counter is one of gomap's counters of the pool's life: "requeued" (jobs
+// the reaper put back on their queues) and "pruned" (Resque worker ids it
+// removed from the registry because their heartbeat stopped).
+func (k Keys) Counter(name string) string { return k.NS + "gomap:stat:" + name }
+
 // ReaperLock is held by the one worker that reaps dead workers this round.
 func (k Keys) ReaperLock() string { return k.NS + "gomap:reaper" }
 

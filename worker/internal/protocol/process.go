@@ -16,6 +16,7 @@ type Process struct {
 	MaxPayload  int                  `json:"max_payload"`          // the largest payload in bytes it takes; 0 (absent) in records of older workers
 	MaxItems    int                  `json:"max_chunk_items"`      // the most items a chunk may have; 0 (absent) in records of older workers
 	Started     string               `json:"started"`              // RFC 3339
+	Paused      []string             `json:"paused,omitempty"`     // paused queues it has stopped taking jobs from
 	Version     int                  `json:"version"`              // protocol version
 }
 

@@ -5,16 +5,23 @@ package protocol
 // a chunk that runs late never re-creates a batch's keys. The results and done
 // keys take the meta key's remaining TTL. The chunk's progress field in meta
 // (ProgressScript) goes in the same step, so a client never counts its items
-// twice.
+// twice. Meta's "done" and "failed" fields add up the chunk's items and its
+// failed items, for anybody watching the batch (gomap status, the
+// dashboard); a chunk whose outcome is still there when it runs again is not
+// counted twice.
 //
 //	KEYS[1] batch meta   KEYS[2] batch results   KEYS[3] batch done
 //	ARGV[1] chunk start (decimal)   ARGV[2] chunk outcome (JSON)
+//	ARGV[3] items of the chunk   ARGV[4] of them failed
 //	returns 1 when written, 0 when the batch is gone
 const WriteResultScript = `
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then return 0 end
 redis.call('HDEL', KEYS[1], 'running:' .. ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
+  if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4]) end
+end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
