@@ -1,6 +1,12 @@
 package worker
 
-import "time"
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Observer hears what a worker does, for metrics (package
 // github.com/gomap/gomap/worker/metrics implements it for Prometheus). The
@@ -23,4 +29,40 @@ type Observer interface {
 	Reserved(n int)
 	// Requeued: the reaper put n jobs of a dead worker back on their queues.
 	Requeued(n int)
+}
+
+// DialObserver is an Observer that also hears of every connection the
+// worker opens to Redis after it started (package metrics implements it). A
+// count that goes on rising means the worker keeps reconnecting.
+type DialObserver interface {
+	// Dialed: a connection was opened, or failed to open with err.
+	Dialed(err error)
+}
+
+// dialHook tells a DialObserver of each dial of the client it is added to.
+type dialHook struct{ o DialObserver }
+
+func (h dialHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		h.o.Dialed(err)
+		return c, err
+	}
+}
+
+func (dialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// observeDials adds the hook to rdb (to each node of a cluster, as it appears).
+func observeDials(rdb redis.UniversalClient, o DialObserver) {
+	h := dialHook{o}
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(h) })
+	default:
+		rdb.AddHook(h)
+	}
 }

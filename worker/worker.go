@@ -245,6 +245,10 @@ func (w *Worker) connect(ctx context.Context) error {
 		return errors.Join(err, w.closeClients())
 	}
 	w.blockRDB = blk
+	if o, ok := w.cfg.Observer.(DialObserver); ok {
+		observeDials(w.rdb, o)
+		observeDials(w.blockRDB, o)
+	}
 	return nil
 }
 

@@ -35,6 +35,8 @@ const (
 	ChunksInFlight = "gomap_worker_chunks_in_flight"
 	Reservations   = "gomap_worker_reserved_jobs_total"
 	Requeues       = "gomap_worker_reaper_requeued_jobs_total"
+	Dials          = "gomap_worker_redis_connections_opened_total"
+	DialErrors     = "gomap_worker_redis_connection_errors_total"
 )
 
 // Collector counts what a worker does. Its methods are safe for concurrent use.
@@ -48,9 +50,14 @@ type Collector struct {
 	chunksInFlight *prometheus.GaugeVec
 	reserved       prometheus.Counter
 	requeued       prometheus.Counter
+	dials          prometheus.Counter
+	dialErrors     prometheus.Counter
 }
 
-var _ worker.Observer = (*Collector)(nil)
+var (
+	_ worker.Observer     = (*Collector)(nil)
+	_ worker.DialObserver = (*Collector)(nil)
+)
 
 // New returns a Collector with its own registry, which also holds the Go
 // runtime's and the process's standard collectors.
@@ -74,9 +81,13 @@ func New() *Collector {
 			Help: "Jobs this worker process took off its queues."}),
 		requeued: prometheus.NewCounter(prometheus.CounterOpts{Name: Requeues,
 			Help: "Jobs of dead worker processes that this worker's reaper put back on their queues."}),
+		dials: prometheus.NewCounter(prometheus.CounterOpts{Name: Dials,
+			Help: "Connections to Redis opened after the worker started; one that keeps rising means reconnects."}),
+		dialErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: DialErrors,
+			Help: "Connections to Redis that failed to open (Redis down or out of reach)."}),
 	}
 	c.reg.MustRegister(c.itemsProcessed, c.itemsFailed, c.itemDuration, c.jobsProcessed, c.jobsFailed,
-		c.chunksInFlight, c.reserved, c.requeued,
+		c.chunksInFlight, c.reserved, c.requeued, c.dials, c.dialErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return c
 }
@@ -109,6 +120,15 @@ func (c *Collector) Reserved(n int) { c.reserved.Add(float64(n)) }
 
 // Requeued implements worker.Observer.
 func (c *Collector) Requeued(n int) { c.requeued.Add(float64(n)) }
+
+// Dialed implements worker.DialObserver.
+func (c *Collector) Dialed(err error) {
+	if err != nil {
+		c.dialErrors.Inc()
+		return
+	}
+	c.dials.Inc()
+}
 
 // Handler serves the metrics in the Prometheus text format.
 func (c *Collector) Handler() http.Handler {

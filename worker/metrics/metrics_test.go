@@ -188,3 +188,20 @@ func TestMetricsCountTheReapersRequeues(t *testing.T) {
 		return len(missingLines(httptestGet(t, m.Handler()), want)) == 0
 	})
 }
+
+// A worker whose connections are cut reconnects, and /metrics shows it.
+func TestMetricsCountReconnects(t *testing.T) {
+	srv := redistest.Start(t)
+	m := metrics.New()
+	reg := worker.NewRegistry()
+	samples.Register(reg)
+	workertest.Run(t, worker.Config{URI: srv.URI, Hostname: "mr", Concurrency: 1, Heartbeat: 50 * time.Millisecond,
+		DeadAfter: time.Second, Observer: m}, reg)
+	admin := srv.Client()
+	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the worker reconnected and /metrics counts it", func() bool {
+		return !strings.Contains(httptestGet(t, m.Handler()), "\n"+metrics.Dials+" 0\n")
+	})
+}
