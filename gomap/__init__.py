@@ -35,7 +35,7 @@ from ._exceptions import (
     WorkerBinaryError,
 )
 from ._functions import FunctionInfo, FunctionList, Param
-from ._inspect import Failed, FailedFilter, Inspector, Status, status
+from ._inspect import Failed, FailedFilter, Inspector, Paused, Status, status
 from ._local import LocalCluster
 from ._magic import load_ipython_extension
 from ._map import (
@@ -83,6 +83,7 @@ __all__ = [
     "LocalClusterError",
     "NoWorkersError",
     "Param",
+    "Paused",
     "PayloadTooLarge",
     "RedisCommandError",
     "Status",

@@ -144,6 +144,13 @@ class Batch:
         self._queue_key, self._queues_key = k.queue(self.queue), k.queues()
         self._check_function()
         live = client.workers(self.queue, max_age=_defaults.WORKERS_CACHE)
+        if live and all(self.queue in w.paused for w in live):
+            warnings.warn(
+                f"gomap: queue {self.queue!r} is paused: no worker takes the batch's chunks until it is resumed "
+                f"(`gomap queues resume {self.queue}`, or Inspector.resume)",
+                UserWarning,
+                stacklevel=4,
+            )
         if chunksize is None:
             chunksize = auto_chunksize(total, sum(max(w.concurrency, 1) for w in live))
         self.chunksize = chunksize

@@ -160,11 +160,18 @@ def _index(args: argparse.Namespace) -> int:
 def _queues(args: argparse.Namespace) -> int:
     inspector = _inspector(args)
     with inspector.client:
+        if args.action in ("pause", "resume"):
+            if not args.name:
+                raise ConfigError(f"`gomap queues {args.action}` needs a queue name (see `gomap queues`)")
+            change = inspector.pause if args.action == "pause" else inspector.resume
+            done = change(args.name, wait=args.wait)
+            print(json.dumps(dataclasses.asdict(done)) if args.json else done.text())
+            return 0
         queues = inspector.queues()
         if args.json:
             print(json.dumps([dataclasses.asdict(q) for q in queues]))
         for q in [] if args.json else queues:
-            print(f"{q.name}: {q.length} waiting")
+            print(f"{q.name}: {q.length} waiting{' (paused)' if q.paused else ''}")
     return 0
 
 
@@ -201,6 +208,20 @@ def _batches(args: argparse.Namespace) -> int:
             print(f"{b.id}: {b.function}, {b.items} items, {b.submitted} chunks submitted, {b.age()}, {b.client}")
         if not batches:
             print("no running batches")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from . import _dashboard as dash
+
+    missing = dash.missing_extra()
+    if missing:
+        print(f"gomap: {missing}", file=sys.stderr)
+        return 2
+    token = dash.resolve_token(args.token, args.no_token, args.host, dict(os.environ))
+    inspector = _inspector(args)
+    with inspector.client:
+        dash.serve(inspector, host=args.host, port=args.port, token=token, allow_hosts=args.allow_host or ())
     return 0
 
 
@@ -282,7 +303,17 @@ def _parser() -> argparse.ArgumentParser:
     failed.add_argument("--offset", type=int, default=0, help="ls: start at this index")
     failed.add_argument("--limit", type=int, default=50, help="ls: at most this many")
     failed.add_argument("--json", action="store_true", help="print JSON")
-    queues = sub.add_parser("queues", help="the queues and their lengths")
+    queues = sub.add_parser("queues", help="the queues and their lengths; `queues pause|resume NAME`")
+    queues.add_argument("action", nargs="?", choices=["ls", "pause", "resume"], default="ls")
+    queues.add_argument("name", nargs="?", default=None, help="the queue to pause or resume")
+    queues.add_argument(
+        "--wait",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="pause/resume: wait up to SECONDS until every live gomap worker serving the queue took note "
+        "(default 15; workers take note at their next heartbeat)",
+    )
     queues.add_argument("--json", action="store_true", help="print JSON")
     workers = sub.add_parser("workers", help="gomap worker processes and every Resque worker (Ruby's too)")
     workers.add_argument("--json", action="store_true", help="print JSON")
@@ -290,6 +321,16 @@ def _parser() -> argparse.ArgumentParser:
     batches.add_argument("action", nargs="?", choices=["ls", "cancel"], default="ls")
     batches.add_argument("id", nargs="?", default=None, help="the batch to cancel")
     batches.add_argument("--json", action="store_true", help="print JSON")
+    dash = sub.add_parser(
+        "dashboard", help="serve a page of the pool (queues, workers, batches, failed jobs) and /metrics"
+    )
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    dash.add_argument("--port", type=int, default=8790, help="port to listen on (default 8790; 0: any free port)")
+    dash.add_argument("--token", default=None, help="the token the page and API need (default: $GOMAP_DASHBOARD_TOKEN, "
+                      "else a random one, printed in the URL)")  # fmt: skip
+    dash.add_argument("--no-token", action="store_true", help="no token (only with a loopback --host)")
+    dash.add_argument("--allow-host", action="append", metavar="NAME", help="also answer requests for this host name "
+                      "(the name in the URL users open, when --host is not loopback; repeatable)")  # fmt: skip
     build = sub.add_parser(
         "build",
         help="print the gomap-worker binary's path, building it if needed; with --functions, build a worker "
@@ -307,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("types", help="what each Python, numpy and pandas value becomes in a Go function (docs/types.md)")
     fns = sub.add_parser("functions", help="the functions the live workers offer, with their Go signatures")
     fns.add_argument("--json", action="store_true", help="print JSON")
-    for q in (enq, status, fns, failed, queues, workers, batches):
+    for q in (enq, status, fns, failed, queues, workers, batches, dash):
         q.add_argument("--url", default=None, help="Redis URL (default: $GOMAP_REDIS_URL, then $REDIS_URL)")
         q.add_argument("--namespace", default=None, help="key prefix (default: goworker:)")
         # The names of gomap-worker's and gomap-enqueue's flags.
@@ -338,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "queues": _queues,
         "workers": _workers,
         "batches": _batches,
+        "dashboard": _dashboard,
         "build": _build,
         "functions": _functions,
         "types": _types,

@@ -161,6 +161,7 @@ class WorkerInfo:
     cores: int = 0  # GOMAXPROCS: the goroutines one chunk's items run on (0: it does not say)
     max_payload: int = 0  # the largest payload it accepts, in bytes (0: it does not say)
     max_chunk_items: int = 0  # the most items it takes in a chunk (0: it does not say)
+    paused: tuple[str, ...] = ()  # paused queues it takes no job from (`gomap queues pause`)
 
 
 def resolve_url(environ: Mapping[str, str]) -> str | None:
@@ -496,4 +497,5 @@ def _worker_info(r: dict[str, Any]) -> WorkerInfo:
         cores=int(r.get("cores", 0) or 0),
         max_payload=int(r.get("max_payload", 0) or 0),
         max_chunk_items=int(r.get("max_chunk_items", 0) or 0),
+        paused=tuple(r.get("paused") or ()),
     )

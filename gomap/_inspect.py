@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConfigError, RedisCommandError
 from ._overview import BatchInfo, _read_batches, _table, _text
+from ._protocol import MARK_RETRIED_SCRIPT, REMOVE_FAILED_SCRIPT
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -38,14 +39,6 @@ FAILED_SCAN = 100_000
 STALE_AFTER = 300.0
 """Seconds without a heartbeat after which a Resque worker counts as dead (Resque's PRUNE_INTERVAL)."""
 
-# Resque's Failure::Redis.remove: LSET the entry to a sentinel, then LREM the sentinel. Here both
-# in one script, and only if the entry is still the one read (the list may have moved since).
-REMOVE_SCRIPT = """
-if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
-return redis.call('LREM', KEYS[1], 1, ARGV[3])
-"""
-
 
 def resque_time(t: float | None = None) -> str:
     """Ruby's ``Time#strftime("%Y/%m/%d %H:%M:%S %Z")`` in UTC, as Resque writes failed_at and retried_at."""
@@ -58,6 +51,34 @@ class Queue:
 
     name: str
     length: int
+    paused: bool = False  # gomap workers take no new job from it (Inspector.pause)
+
+
+@dataclass(frozen=True)
+class Paused:
+    """What a pause or resume of a queue did: of the live gomap worker processes that serve
+    ``queue``, how many have taken note (``heard``) out of ``serving``. A worker takes note at its
+    next heartbeat; jobs it reserved before that still run. Resque workers of other languages do
+    not know gomap's pause."""
+
+    queue: str
+    paused: bool
+    heard: int
+    serving: int
+
+    @property
+    def complete(self) -> bool:
+        return self.heard == self.serving
+
+    def text(self) -> str:
+        did = "paused" if self.paused else "resumed"
+        if not self.serving:
+            return f"queue {self.queue} {did}; no live gomap worker process serves it now"
+        verb = "stopped taking jobs from it" if self.paused else "taking jobs from it again"
+        line = f"queue {self.queue} {did}: {self.heard} of {self.serving} worker processes serving it {verb}"
+        if not self.complete:
+            line += " (the others take note at their next heartbeat)"
+        return line
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,7 @@ class Process:
     slots: int
     cores: int
     alive: bool  # its alive key exists: it sent a heartbeat within dead_after
+    paused: tuple[str, ...] = ()  # the paused queues it has stopped taking jobs from
 
 
 @dataclass(frozen=True)
@@ -145,7 +167,8 @@ class Status:
     batches: tuple[BatchInfo, ...]
     processed: int
     failed: int
-    requeued: int  # jobs the reaper put back on their queues, counted by the live requeue counts
+    requeued: int  # jobs the reaper put back on their queues after their worker died (gomap:stat:requeued)
+    pruned: int = 0  # Resque worker ids the reaper removed because their heartbeat stopped (gomap:stat:pruned)
     batches_error: str = ""  # why the batches could not be read ("" when they could)
     read_at: float = field(default_factory=time.time)
 
@@ -171,22 +194,28 @@ class Status:
             lines += [f"  {_slot_line(s)}" for s in foreign]
         stale = [s for s in self.slots if s.stale]
         if stale:
-            lines.append(f"{len(stale)} dead Resque worker{'s' if len(stale) != 1 else ''} (heartbeat stale)")
+            lines.append(
+                f"{len(stale)} dead Resque worker{'s' if len(stale) != 1 else ''} (heartbeat stale; "
+                "the reaper prunes them)"
+            )
         busy = [s for s in self.slots if s.gomap and s.job]
         lines.append(f"{len(busy)} gomap slot{'s' if len(busy) != 1 else ''} busy")
         for q in self.queues:
-            lines.append(f"  queue {q.name}: {q.length} waiting")
+            lines.append(f"  queue {q.name}: {q.length} waiting{' (paused)' if q.paused else ''}")
         if self.batches_error:
             lines.append(f"  batches {self.batches_error}")
         for b in self.batches:
-            lines.append(f"  batch {b.id}: {b.function}, {b.submitted} chunks submitted of {b.items} items")
-        lines.append(f"processed {self.processed}, failed {self.failed}, requeued {self.requeued}")
+            lines.append(f"  batch {b.id}: {b.function}, {_progress(b)}")
+        lines.append(
+            f"processed {self.processed}, failed {self.failed}, requeued {self.requeued}, pruned {self.pruned}"
+        )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         parts = [f"<div><strong>gomap status</strong> <code>{html.escape(self.url)}</code>"]
         parts.append(
-            f"<p>processed {self.processed:,}, failed {self.failed:,}, requeued {self.requeued:,}; "
+            f"<p>processed {self.processed:,}, failed {self.failed:,}, requeued {self.requeued:,}, "
+            f"pruned {self.pruned:,}; "
             f"{len(self.dead)} dead worker processes</p>"
         )
         parts.append(
@@ -220,7 +249,12 @@ class Status:
                 ],
             )
         )
-        parts.append(_table(["queue", "jobs waiting"], [[q.name, f"{q.length:,}"] for q in self.queues]))
+        parts.append(
+            _table(
+                ["queue", "jobs waiting", "paused"],
+                [[q.name, f"{q.length:,}", "paused" if q.paused else ""] for q in self.queues],
+            )
+        )
         parts.append(
             _table(
                 ["batch", "function", "items", "progress"],
@@ -239,9 +273,10 @@ def _alive(p: Process) -> str:
 
 
 def _progress(b: BatchInfo) -> str:
-    if b.items <= 0 or b.submitted < 0:
-        return f"{max(b.submitted, 0)} chunks submitted"
-    return f"{b.submitted} chunks submitted ({b.items:,} items)"
+    failed = f", {b.failed:,} failed" if b.failed else ""
+    if b.items <= 0:
+        return f"{b.done:,} items done{failed}, {max(b.submitted, 0)} chunks submitted"
+    return f"{min(b.done, b.items):,}/{b.items:,} items done{failed}, {max(b.submitted, 0)} chunks submitted"
 
 
 def _slot_line(s: Slot) -> str:
@@ -288,16 +323,8 @@ class Inspector:
     # --- queries -----------------------------------------------------------------------------
 
     def queues(self) -> list[Queue]:
-        r, k = self.client.redis, self.client.keys
-
-        def read() -> list[Queue]:
-            names = sorted(_text(q) for q in r.smembers(k.queues()))
-            pipe = r.pipeline(transaction=False)
-            for q in names:
-                pipe.llen(k.queue(q))
-            return [Queue(q, int(n)) for q, n in zip(names, pipe.execute() if names else [], strict=True)]
-
-        return self._call(read)
+        """Every known queue (Resque's ``queues`` set) by name, with its length and pause."""
+        return self._call(lambda: read_queues(self.client)[0])
 
     def processes(self) -> list[Process]:
         r, k = self.client.redis, self.client.keys
@@ -320,6 +347,7 @@ class Inspector:
                         slots=int(rec.get("concurrency", rec.get("slots", 0)) or 0),
                         cores=int(rec.get("cores", 0) or 0),
                         alive=bool(a),
+                        paused=tuple(rec.get("paused") or ()),
                     )
                     for rec, a in zip(recs, alive, strict=True)
                 ),
@@ -383,18 +411,19 @@ class Inspector:
         processed, failed = self._call(read)
         return int(processed or 0), int(failed or 0)
 
-    def requeued(self) -> int:
-        """Jobs the reaper put back on their queues (the live ``gomap:requeues:{…}`` counts)."""
+    def counters(self) -> tuple[int, int]:
+        """The reaper's counters: jobs it put back on their queues after their worker died, and
+        Resque worker ids it pruned because their heartbeat stopped."""
         r, k = self.client.redis, self.client.keys
-        names = [k.queue(q.name) for q in self.queues()]
 
-        def read() -> int:
+        def read() -> list[Any]:
             pipe = r.pipeline(transaction=False)
-            for n in names:
-                pipe.hgetall(k.ns + "gomap:requeues:{" + n + "}")
-            return sum(int(v) for counts in (pipe.execute() if names else []) for v in counts.values())
+            pipe.get(k.counter("requeued"))
+            pipe.get(k.counter("pruned"))
+            return pipe.execute()
 
-        return self._call(read)
+        requeued, pruned = self._call(read)
+        return int(requeued or 0), int(pruned or 0)
 
     def status(self, *, batches: bool = True) -> Status:
         """Everything at once. The batches need SCAN, which the least-privilege client user of
@@ -407,6 +436,7 @@ class Inspector:
             found = self.batches() if batches else []
         except RedisCommandError as e:
             batches_error = f"not read: {e}"
+        requeued, pruned = self.counters()
         return Status(
             url=_redacted(self.client.url),
             namespace=self.client.namespace,
@@ -417,8 +447,51 @@ class Inspector:
             batches_error=batches_error,
             processed=processed,
             failed=failed,
-            requeued=self.requeued(),
+            requeued=requeued,
+            pruned=pruned,
         )
+
+    # --- pausing ---------------------------------------------------------------------------
+
+    def pause(self, queue: str, wait: float = 0.0) -> Paused:
+        """Pause ``queue``: gomap workers take no new job from it (jobs already taken finish; the
+        queue keeps its jobs and still takes new ones). Each worker process takes note at its next
+        heartbeat; with ``wait`` > 0, wait up to that many seconds until every live one serving the
+        queue has."""
+        return self._set_paused(queue, True, wait)
+
+    def resume(self, queue: str, wait: float = 0.0) -> Paused:
+        """Undo ``pause``: gomap workers take jobs from ``queue`` again (see pause for ``wait``)."""
+        return self._set_paused(queue, False, wait)
+
+    def _set_paused(self, queue: str, paused: bool, wait: float) -> Paused:
+        from ._protocol import check_queue
+
+        check_queue(queue)
+        r, k = self.client.redis, self.client.keys
+        at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def op() -> None:
+            pipe = r.pipeline(transaction=False)
+            if paused:
+                pipe.set(k.paused(queue), at)
+                pipe.sadd(k.queues(), queue)
+            else:
+                pipe.delete(k.paused(queue))
+            pipe.execute()
+
+        self._call(op)
+        deadline = time.monotonic() + wait
+        while True:
+            serving = [p for p in self.processes() if p.alive and queue in p.queues]
+            heard = sum((queue in p.paused) == paused for p in serving)
+            if heard == len(serving) or time.monotonic() >= deadline:
+                return Paused(queue, paused, heard, len(serving))
+            time.sleep(0.05)  # polling the worker records until the deadline
+
+    def paused(self) -> list[str]:
+        """The paused queues among the known ones."""
+        return [q.name for q in self.queues() if q.paused]
 
     # --- failed jobs -------------------------------------------------------------------------
 
@@ -479,11 +552,10 @@ class Inspector:
         key = k.ns + "failed"
 
         def op() -> None:
-            # Set retried_at only if the entry is still the one read (the list may have moved).
-            current = r.lindex(key, entry.index)
+            # retried_at is set only if the entry is still the one read (the list may have moved).
             pipe = r.pipeline(transaction=False)
-            if current == entry.stored:
-                pipe.lset(key, entry.index, json.dumps(updated, separators=(",", ":")))
+            rewritten = json.dumps(updated, separators=(",", ":"))
+            pipe.eval(MARK_RETRIED_SCRIPT, 1, key, entry.index, entry.stored, rewritten)
             pipe.sadd(k.queues(), entry.queue)
             pipe.rpush(k.queue(entry.queue), job)
             pipe.execute()
@@ -495,7 +567,7 @@ class Inspector:
         entry = self.failed_one(index)
         r, key = self.client.redis, self.client.keys.ns + "failed"
         sentinel = f"gomap-removing-{uuid.uuid4().hex}"
-        removed = self._call(lambda: r.eval(REMOVE_SCRIPT, 1, key, index, entry.stored, sentinel))
+        removed = self._call(lambda: r.eval(REMOVE_FAILED_SCRIPT, 1, key, index, entry.stored, sentinel))
         if not removed:
             raise ConfigError(f"failed job {index} changed while it was being removed: list them again and retry")
         return entry
@@ -537,6 +609,23 @@ class Inspector:
             return removed
 
         return self._call(op)
+
+
+def read_queues(client: Client, limit: int | None = None) -> tuple[list[Queue], int]:
+    """The queues of Resque's ``queues`` set, by name: the first ``limit`` of them (all with
+    None) with their lengths and pauses, and how many more there are. One round trip after the
+    SMEMBERS; the caller bounds it (Client.call)."""
+    r, k = client.redis, client.keys
+    names = sorted(_text(q) for q in r.smembers(k.queues()))
+    read = names if limit is None else names[:limit]
+    if not read:
+        return [], len(names)
+    pipe = r.pipeline(transaction=False)
+    for q in read:
+        pipe.llen(k.queue(q))
+        pipe.exists(k.paused(q))
+    got = pipe.execute()
+    return [Queue(q, int(got[2 * i]), bool(got[2 * i + 1])) for i, q in enumerate(read)], len(names) - len(read)
 
 
 def _redacted(url: str) -> str:

@@ -19,6 +19,7 @@ from ._exceptions import ConnectError, GomapError
 
 if TYPE_CHECKING:
     from ._client import Client
+    from ._inspect import Queue
     from ._local import LocalCluster
 
 BATCHES_SHOWN = 20
@@ -63,14 +64,6 @@ class LocalInfo:
 
 
 @dataclass(frozen=True)
-class QueueInfo:
-    """A Resque queue and how many jobs wait on it."""
-
-    name: str
-    waiting: int
-
-
-@dataclass(frozen=True)
 class BatchInfo:
     """A gomap batch whose keys are in Redis: running, or left by a client that died (they expire)."""
 
@@ -80,6 +73,8 @@ class BatchInfo:
     created: float  # Unix time, 0: unknown
     client: str  # the language of the client that submitted it ("python", "go")
     submitted: int  # chunks submitted so far, -1: unknown
+    done: int = 0  # items with an outcome so far (finished chunks, and items done in running ones)
+    failed: int = 0  # of them, failed
 
     def age(self, now: float | None = None) -> str:
         if not self.created:
@@ -109,7 +104,7 @@ class Overview:
     error: str = ""
     workers: tuple[WorkerInfo, ...] = ()
     functions: tuple[str, ...] = ()
-    queues: tuple[QueueInfo, ...] = ()
+    queues: tuple[Queue, ...] = ()  # the longest first
     queues_more: int = 0
     queues_error: str = ""
     batches: tuple[BatchInfo, ...] = ()
@@ -145,7 +140,7 @@ class Overview:
     @property
     def waiting(self) -> int:
         """Jobs waiting on the queues read."""
-        return sum(q.waiting for q in self.queues)
+        return sum(q.length for q in self.queues)
 
     # --- the rows both forms show ------------------------------------------------------------
 
@@ -187,11 +182,11 @@ class Overview:
             f"{'?' if cores is None else cores} core{_s(cores or 0)}"
         )
 
-    def _queue_rows(self) -> list[QueueInfo]:
-        return [q for q in self.queues if q.waiting][:QUEUES_SHOWN]
+    def _queue_rows(self) -> list[Queue]:
+        return [q for q in self.queues if q.length][:QUEUES_SHOWN]
 
     def _queues_note(self) -> str:
-        with_jobs = [q for q in self.queues if q.waiting]
+        with_jobs = [q for q in self.queues if q.length]
         notes = []
         if len(with_jobs) > QUEUES_SHOWN:
             notes.append(f"{len(with_jobs) - QUEUES_SHOWN} more with jobs")
@@ -219,7 +214,7 @@ class Overview:
             if not self.queues_error and self.waiting:
                 note = self._queues_note()
                 lines.append(f"  queued jobs{f' ({note})' if note else ''}:")
-                lines += [f"    {q.name}: {q.waiting:,}" for q in self._queue_rows()]
+                lines += [f"    {q.name}: {q.length:,}{' (paused)' if q.paused else ''}" for q in self._queue_rows()]
             if not self.batches_error and self.batches:
                 note = self._batches_note()
                 lines.append(f"  running batches{f' ({note})' if note else ''}:")
@@ -237,13 +232,16 @@ class Overview:
                 note = self._queues_note()
                 parts.append(_caption("queued jobs", note))
                 parts.append(
-                    _table(["queue", "jobs waiting"], [[q.name, f"{q.waiting:,}"] for q in self._queue_rows()])
+                    _table(
+                        ["queue", "jobs waiting", "paused"],
+                        [[q.name, f"{q.length:,}", "paused" if q.paused else ""] for q in self._queue_rows()],
+                    )
                 )
             if not self.batches_error and self.batches:
                 parts.append(_caption("running batches", self._batches_note()))
                 parts.append(
                     _table(
-                        ["batch", "function", "items", "chunks submitted", "created", "client"],
+                        ["batch", "function", "items", "done", "chunks submitted", "created", "client"],
                         [_batch_cells(b, self.read_at) for b in self.batches],
                     )
                 )
@@ -280,6 +278,7 @@ def _batch_cells(b: BatchInfo, now: float) -> list[str]:
         b.id,
         b.function,
         "?" if b.items < 0 else f"{b.items:,}",
+        f"{b.done:,}" + (f" ({b.failed:,} failed)" if b.failed else ""),
         "?" if b.submitted < 0 else f"{b.submitted:,}",
         b.age(now),
         b.client,
@@ -288,6 +287,7 @@ def _batch_cells(b: BatchInfo, now: float) -> list[str]:
 
 def _batch_line(b: BatchInfo, now: float) -> str:
     items = "? items" if b.items < 0 else f"{b.items:,} item{_s(b.items)}"
+    items += f" ({b.done:,} done{f', {b.failed:,} failed' if b.failed else ''})"
     chunks = "" if b.submitted < 0 else f", {b.submitted:,} chunk{_s(b.submitted)} submitted"
     created = f", created {b.age(now)}" if b.created else ""
     by = f" by a {b.client} client" if b.client else ""
@@ -359,8 +359,10 @@ def read(client: Client, timeout: float, *, embedded: bool, local: LocalInfo | N
     parts: dict[str, Any] = {"workers": workers, "functions": functions}
 
     try:
-        queues, more = client.call(lambda: _read_queues(client), deadline=deadline)
-        parts.update(queues=queues, queues_more=more)
+        from ._inspect import read_queues
+
+        queues, more = client.call(lambda: read_queues(client, QUEUES_READ), deadline=deadline)
+        parts.update(queues=tuple(sorted(queues, key=lambda q: (-q.length, q.name))), queues_more=more)
     except (OutOfTime, ConnectError) as e:  # out of reach: the batches would wait for nothing
         return Overview(**base, **parts, queues_error=why(e), batches_error="not read: Redis did not answer")
     except GomapError as e:
@@ -372,22 +374,6 @@ def read(client: Client, timeout: float, *, embedded: bool, local: LocalInfo | N
     except (GomapError, OutOfTime) as e:
         parts["batches_error"] = why(e)
     return Overview(**base, **parts)
-
-
-def _read_queues(client: Client) -> tuple[tuple[QueueInfo, ...], int]:
-    r = client.redis
-    names = sorted(_text(q) for q in r.smembers(client.keys.queues()))
-    read, more = names[:QUEUES_READ], max(0, len(names) - QUEUES_READ)
-    if not read:
-        return (), more
-    pipe = r.pipeline(transaction=False)
-    for q in read:
-        pipe.llen(client.keys.queue(q))
-    lengths = pipe.execute()
-    queues = sorted(
-        (QueueInfo(q, int(n)) for q, n in zip(read, lengths, strict=True)), key=lambda q: (-q.waiting, q.name)
-    )
-    return tuple(queues), more
 
 
 def _read_batches(client: Client, deadline: float) -> tuple[tuple[BatchInfo, ...], int, bool]:
@@ -421,6 +407,7 @@ def _read_batches(client: Client, deadline: float) -> tuple[tuple[BatchInfo, ...
         if not meta:
             continue  # it finished between the SCAN and now
         m = {_text(k): v for k, v in meta.items()}
+        running = sum(_int(v, 0) for k, v in m.items() if k.startswith("running:"))
         found.append(
             BatchInfo(
                 id=key[len(prefix) : len(key) - len(suffix)],
@@ -429,6 +416,8 @@ def _read_batches(client: Client, deadline: float) -> tuple[tuple[BatchInfo, ...
                 created=float(_int(m.get("created"), 0)),
                 client=_text(m.get("client", b"")),
                 submitted=_int(m.get("submitted"), -1),
+                done=_int(m.get("done"), 0) + running,
+                failed=_int(m.get("failed"), 0),
             )
         )
     found.sort(key=lambda b: (-b.created, b.id))

@@ -200,3 +200,21 @@ if n > 0 then
 end
 return offset + n
 """
+
+
+# The failed list's scripts, the same text as RemoveFailedScript and MarkRetriedScript in
+# worker/internal/protocol/scripts.go (a test compares them). KEYS failed; ARGV index, the entry as
+# read, then a sentinel (remove) or the rewritten entry (mark retried). Each returns 0 when the
+# entry is no longer the one read.
+
+REMOVE_FAILED_SCRIPT = """
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+return redis.call('LREM', KEYS[1], 1, ARGV[3])
+"""
+
+MARK_RETRIED_SCRIPT = """
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""

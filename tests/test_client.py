@@ -116,7 +116,13 @@ def test_task_errors_pickle():
 
 
 @pytest.mark.parametrize(
-    ("go_name", "py_name"), [("CollectScript", "COLLECT_SCRIPT"), ("SubmitScript", "SUBMIT_SCRIPT")]
+    ("go_name", "py_name"),
+    [
+        ("CollectScript", "COLLECT_SCRIPT"),
+        ("SubmitScript", "SUBMIT_SCRIPT"),
+        ("RemoveFailedScript", "REMOVE_FAILED_SCRIPT"),
+        ("MarkRetriedScript", "MARK_RETRIED_SCRIPT"),
+    ],
 )
 def test_client_scripts_are_the_go_ones(go_name, py_name):
     go = (ROOT / "worker" / "internal" / "protocol" / "scripts.go").read_text()

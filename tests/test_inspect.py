@@ -11,6 +11,8 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import pytest
+
 import gomap
 from gomap._inspect import FailedFilter, Inspector
 
@@ -113,7 +115,7 @@ def test_retry_on_a_queue_no_worker_takes_and_filters(fresh_redis, start_worker)
 
 
 def test_a_foreign_resque_worker_shows_in_workers_and_status(fresh_redis, start_worker):
-    w = start_worker(fresh_redis.url)
+    w = start_worker(fresh_redis.url, "-prune-after", "-1s")  # the stale one stays, to be shown
     r = fresh_redis.redis
     foreign = "rubyhost:4242:files,mail"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -175,7 +177,8 @@ def test_running_batches_listed_and_cancelled(fresh_redis, start_worker):
         assert out.returncode == 0 and f"{batch.id}: samplesleep, 4 items" in out.stdout, out
         assert r.llen("goworker:queue:parked") == 4
         out = cli("status", "--batches", "--url", fresh_redis.url)
-        assert out.returncode == 0 and f"batch {batch.id}: samplesleep, 4 chunks submitted of 4 items" in out.stdout
+        assert out.returncode == 0, out
+        assert f"batch {batch.id}: samplesleep, 0/4 items done, 4 chunks submitted" in out.stdout
         assert batch.id in gomap.status(client)._repr_html_()
         assert batch.id not in cli("status", "--url", fresh_redis.url).stdout  # SCAN only when asked
         out = cli("batches", "cancel", batch.id, "--url", fresh_redis.url)
@@ -192,11 +195,74 @@ def test_queues_and_status_commands(fresh_redis):
     r.rpush("goworker:queue:a", "x", "y")
     r.set("goworker:stat:processed", 7)
     r.set("goworker:stat:failed", 2)
-    r.hset("goworker:gomap:requeues:{goworker:queue:a}", mapping={"h1": 2, "h2": 1})
+    r.set("goworker:gomap:stat:requeued", 3)  # the reaper's counters (worker/operations_test.go writes them)
+    r.set("goworker:gomap:stat:pruned", 1)
     out = cli("queues", "--url", fresh_redis.url)
     assert out.returncode == 0 and out.stdout.splitlines() == ["a: 2 waiting", "b: 0 waiting"], out
     out = cli("status", "--url", fresh_redis.url)
-    assert out.returncode == 0 and "processed 7, failed 2, requeued 3" in out.stdout, out
+    assert out.returncode == 0 and "processed 7, failed 2, requeued 3, pruned 1" in out.stdout, out
+
+
+def test_batch_progress_counts_the_items_done(fresh_redis, start_worker):
+    """Workers add each chunk's items to its batch's meta: status shows done/items of a batch that
+    nobody collects yet, failed items too."""
+    start_worker(fresh_redis.url)
+    with gomap.Client(fresh_redis.url) as client:
+        batch = gomap.submit("samplediv", [(4, 2), (9, 3), (1, 0)], chunksize=1, client=client)
+        inspector = Inspector(client)
+        wait_until(
+            lambda: [(b.done, b.failed) for b in inspector.batches()] == [(3, 1)], timeout=15, what="3 items done"
+        )
+        assert f"batch {batch.id}: samplediv, 3/3 items done, 1 failed" in inspector.status().text()
+        inspector.cancel_batch(batch.id)
+
+
+def test_pause_and_resume_a_queue(fresh_redis, start_worker):
+    """A paused queue keeps its jobs while the worker serves its other queues; resumed, they run."""
+    w = start_worker(fresh_redis.url)
+    r = fresh_redis.redis
+    out = cli("queues", "pause", "samplediv", "--url", fresh_redis.url)
+    assert out.returncode == 0, out
+    assert "queue samplediv paused: 1 of 1 worker processes serving it stopped taking jobs from it" in out.stdout
+    with gomap.Client(fresh_redis.url) as client:
+        inspector = Inspector(client)
+        assert [p.paused for p in inspector.processes() if p.id == w.id] == [("samplediv",)]
+        client.enqueue("samplediv", 1, 0)  # would fail at once if it ran
+        assert gomap.map("sampleadd", [(1, 2)], client=client, progress=False) == [3]  # the worker is at work
+        assert r.llen("goworker:queue:samplediv") == 1 and inspector.failed_count() == 0
+        assert "samplediv: 1 waiting (paused)" in cli("queues", "--url", fresh_redis.url).stdout
+        assert "queue samplediv: 1 waiting (paused)" in inspector.status().text()
+        with pytest.warns(UserWarning, match="queue 'samplediv' is paused"):
+            batch = gomap.submit("samplediv", [(4, 2)], client=client)
+        done = inspector.resume("samplediv", wait=10)
+        assert (done.paused, done.heard, done.serving) == (False, 1, 1), done
+        wait_until(lambda: inspector.failed_count() == 1, timeout=10, what="the job ran after the resume")
+        assert inspector.paused() == []
+        assert batch.result(timeout=10) == [2.0]
+    out = cli("queues", "pause", "--url", fresh_redis.url)
+    assert out.returncode == 1 and "needs a queue name" in out.stderr, out
+
+
+def test_dead_resque_worker_is_pruned_and_counted(fresh_redis, start_worker):
+    """A Ruby worker that died mid-job (heartbeat 10 minutes old): the reaper prunes it as Resque
+    does, fails its job as Resque::PruneDeadWorkerDirtyExit, and status counts it."""
+    r = fresh_redis.redis
+    dead = "rubyhost:99:files"
+    r.sadd("goworker:workers", dead)
+    r.set(f"goworker:worker:{dead}", json.dumps({
+        "queue": "files", "run_at": "2026-11-28T06:56:08Z", "payload": {"class": "Archive", "args": [3]},
+    }))  # fmt: skip
+    r.hset("goworker:workers:heartbeat", dead, "2020-01-01T00:00:00+00:00")
+    start_worker(fresh_redis.url)
+    with gomap.Client(fresh_redis.url) as client:
+        inspector = Inspector(client)
+        wait_until(lambda: inspector.counters()[1] == 1, timeout=10, what="the dead worker was pruned")
+        assert dead not in [s.id for s in inspector.workers()]
+        assert "pruned 1" in inspector.status().text()
+        [entry] = inspector.failed()
+        assert (entry.exception, entry.class_, entry.args, entry.worker, entry.queue) == (
+            "Resque::PruneDeadWorkerDirtyExit", "Archive", [3], dead, "files",
+        )  # fmt: skip
 
 
 def test_without_a_url_it_says_how_to_point_it_at_a_pool():

@@ -31,7 +31,7 @@ def test_overview_of_a_local_cluster_and_its_pool():
             assert o.error == "" and o.queues_error == "" and o.batches_error == ""
             assert (o.processes, o.slots, o.cores) == (1, 2, 1)
             assert {"sampleadd", "samplesleep", "countprimes"} <= set(o.functions)
-            queues = {q.name: q.waiting for q in o.queues}
+            queues = {q.name: q.length for q in o.queues}
             assert queues["parked"] == 3  # (samplesleep's chunks may all run: it is Concurrent)
             assert [(b.id, b.function, b.items, b.client) for b in o.batches] == [
                 (batch.id, "samplesleep", 3, "python")
@@ -131,7 +131,7 @@ def test_a_refused_scan_is_said_in_its_part(fresh_redis):
     r.rpush("goworker:queue:q", "a", "b")
     with gomap.Client(f"unix://noscan:pw@{fresh_redis.sock}") as client:
         o = client.overview()
-    assert o.error == "" and [(q.name, q.waiting) for q in o.queues] == [("q", 2)]
+    assert o.error == "" and [(q.name, q.length) for q in o.queues] == [("q", 2)]
     assert "NOPERM" in o.batches_error or "permission" in o.batches_error, o.batches_error
     assert o.batches_error in o.text("x") and "q: 2" in o.text("x")
 

@@ -324,15 +324,18 @@ def test_mutual_tls(mtls, certs, tmp_path):
 # --- least-privilege ACL users (docs/security.md) -----------------------------------------------
 
 WORKER_PASSWORD, CLIENT_PASSWORD, ADMIN_PASSWORD = "w-" + SECRET, "c-" + SECRET, "a-" + SECRET
+OPERATOR_PASSWORD = "o-" + SECRET
 
 
 def documented_acl() -> list[str]:
     """The ACL file lines of docs/security.md, with the test's passwords."""
     doc = (ROOT / "docs" / "security.md").read_text()
     lines = [line for line in re.findall(r"^user gomap-\w+ .*$", doc, re.M)]
-    assert [line.split()[1] for line in lines] == ["gomap-worker", "gomap-client"], lines
+    assert [line.split()[1] for line in lines] == ["gomap-worker", "gomap-client", "gomap-operator"], lines
     return [
-        line.replace(">worker-password", f">{WORKER_PASSWORD}").replace(">client-password", f">{CLIENT_PASSWORD}")
+        line.replace(">worker-password", f">{WORKER_PASSWORD}")
+        .replace(">client-password", f">{CLIENT_PASSWORD}")
+        .replace(">operator-password", f">{OPERATOR_PASSWORD}")
         for line in lines
     ]
 
@@ -392,6 +395,25 @@ def test_least_privilege_acl(tmp_path):
         ):
             out = subprocess.run([enqueue, "-uri", client_url, *args], capture_output=True, text=True, timeout=120)
             assert (out.returncode, out.stdout) == (0, want), out.stderr
+
+        # Operating the pool as gomap-operator: listing batches, pausing, the failed jobs.
+        operator_url = f"redis://gomap-operator:{OPERATOR_PASSWORD}@{base}"
+        failed = admin.llen("goworker:failed")
+        assert gomap_cli("enqueue", "--url", client_url, "samplediv", "1", "0").returncode == 0
+        wait_until(lambda: admin.llen("goworker:failed") == failed + 1, 30, "the plain job failed")
+        for args, want in (
+            (["status", "--batches"], "requeued 1"),  # the killed worker's job
+            (["batches"], ""),
+            (["queues", "pause", "samplediv", "--wait", "10"], "1 of 1 worker processes"),
+            (["queues"], "(paused)"),
+            (["queues", "resume", "samplediv", "--wait", "10"], "1 of 1 worker processes"),
+            (["failed", "ls"], "samplediv"),
+            (["failed", "retry", str(failed)], "retried"),
+            (["failed", "rm", str(failed)], "removed"),
+            (["failed", "clear"], "cleared"),
+        ):
+            out = gomap_cli(*args, "--url", operator_url)
+            assert out.returncode == 0 and want in out.stdout, (args, out)
         denied = admin.acl_log()
         assert not denied, f"Redis denied: {denied}"
         calls = admin.info("commandstats")

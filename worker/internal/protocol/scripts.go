@@ -205,3 +205,26 @@ for i = 1, tonumber(ARGV[3]) do
 end
 return out
 `
+
+// RemoveFailedScript is Resque's Failure::Redis.remove (LSET the entry to a
+// sentinel, then LREM the sentinel) in one step, and only if the entry is
+// still the one read (the list may have moved since): the inspectors' remove.
+//
+//	KEYS[1] failed   ARGV[1] index   ARGV[2] the entry as read   ARGV[3] a sentinel
+//	returns 1 when removed, 0 when the entry changed
+const RemoveFailedScript = `
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+return redis.call('LREM', KEYS[1], 1, ARGV[3])
+`
+
+// MarkRetriedScript rewrites a failed entry in place (with its retried_at,
+// as resque-web does when it retries one), only if it is still the one read.
+//
+//	KEYS[1] failed   ARGV[1] index   ARGV[2] the entry as read   ARGV[3] the entry rewritten
+//	returns 1 when rewritten, 0 when the entry changed
+const MarkRetriedScript = `
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`
