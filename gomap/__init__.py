@@ -16,6 +16,7 @@ from typing import Any as _Any
 from ._batch import Batch
 from ._client import Client, WorkerInfo
 from ._compile import Compiled, compile
+from ._dashboard import dashboard
 from ._exceptions import (
     BatchCancelled,
     BatchLost,
@@ -95,6 +96,7 @@ __all__ = [
     "__version__",
     "compile",
     "configure",
+    "dashboard",
     "default_client",
     "enqueue",
     "fn",

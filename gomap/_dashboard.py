@@ -19,11 +19,13 @@ imports them only when it serves, so that the CLI can say what to install.
 from __future__ import annotations
 
 import hmac
+import html
 import ipaddress
 import json
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from ._client import Client
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
@@ -456,3 +460,85 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+START_TIMEOUT = 10.0
+"""Seconds a background dashboard may take to start answering."""
+
+
+class Running:
+    """A dashboard served from a background thread of this process (``gomap.dashboard()``).
+
+    ``url`` carries the token; a notebook shows it as a link. ``stop()`` ends it (so does the
+    end of the process). It serves the pool of the client it was given: the embedded default when
+    no Redis URL is configured."""
+
+    def __init__(self, server: Any, thread: threading.Thread, sock: socket.socket, url: str) -> None:
+        self._server, self._thread, self._sock = server, thread, sock
+        self.url = url
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving; returns once the server thread ended (or after ``timeout`` seconds)."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<gomap dashboard {self.url}{'' if self.running else ' (stopped)'}>"
+
+    def _repr_html_(self) -> str:
+        link = html.escape(self.url, quote=True)
+        state = "" if self.running else " (stopped)"
+        return f'<p>gomap dashboard: <a href="{link}" target="_blank" rel="noopener">{link}</a>{state}</p>'
+
+
+def start(
+    inspector: Inspector, *, host: str = DEFAULT_HOST, port: int = 0, token: str | None, allow_hosts: Sequence[str] = ()
+) -> Running:
+    """Serve the dashboard from a daemon thread; returns once it answers (within START_TIMEOUT)."""
+    missing = missing_extra()
+    if missing:
+        raise ConfigError(missing)
+    import uvicorn
+
+    app = Dashboard(inspector, token=token, host=host, allow_hosts=allow_hosts).app()
+    sock = _bind(host, port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gomap-dashboard", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise ConfigError(f"the dashboard did not start within {START_TIMEOUT:.0f} s on {host}:{port}")
+        time.sleep(0.01)  # the server thread sets started once it listens
+    return Running(server, thread, sock, url_of(sock, host, token))
+
+
+def dashboard(
+    client: Client | None = None, *, host: str = DEFAULT_HOST, port: int = 0, token: str | None = None
+) -> Running:
+    """Serve the dashboard page of a pool from this process, in the background, and return it
+    (a notebook shows its URL as a link; ``.stop()`` ends it). Without ``client``, the default
+    client's pool: the embedded default when no Redis URL is configured. ``port=0`` picks a free
+    port; the token is random unless given (see ``gomap dashboard`` for what it guards)."""
+    import os
+
+    if client is None:
+        from ._map import default_client
+
+        client = default_client()
+    token = resolve_token(token, False, host, dict(os.environ))
+    return start(Inspector(client), host=host, port=port, token=token)

@@ -401,3 +401,36 @@ def test_the_page_in_a_real_browser(fresh_redis, start_worker, tmp_path):
         if runner is not None:
             runner.join(timeout=60)
         client.close()
+
+
+def test_dashboard_of_the_embedded_default_from_python():
+    """No URL anywhere: gomap.dashboard() serves the local cluster's pool from a background thread,
+    behind its token, until stopped."""
+    code = (
+        "import json, urllib.request, urllib.error\n"
+        "import gomap\n"
+        "d = gomap.dashboard()\n"
+        "base, token = d.url.split('?token=')\n"
+        "req = urllib.request.Request(base + 'api/status', headers={'Authorization': 'Bearer ' + token})\n"
+        "st = json.load(urllib.request.urlopen(req, timeout=10))\n"
+        "pid = gomap.default_client().local.pid\n"
+        "assert [(p['pid'], p['alive']) for p in st['processes']] == [(pid, True)], st['processes']\n"
+        "try:\n"
+        "    urllib.request.urlopen(base + 'api/status', timeout=10)\n"
+        "    raise SystemExit('served without the token')\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    assert e.code == 401, e.code\n"
+        "assert 'href=' in d._repr_html_() and d.running\n"
+        "d.stop()\n"
+        "assert not d.running\n"
+        "try:\n"
+        "    urllib.request.urlopen(req, timeout=2)\n"
+        "    raise SystemExit('still serving after stop()')\n"
+        "except urllib.error.URLError:\n"
+        "    pass\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, env=no_redis_env()
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.stdout, out.stderr)
