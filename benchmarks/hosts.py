@@ -1,0 +1,152 @@
+"""Items/s over worker hosts on real network links (issue 13, item 2): W1 (sampleadd over N pairs)
+and the CPU-bound countprimes, with 1, 2 and 4 hosts at a 1 ms round trip, one Redis node.
+
+    .venv/bin/python benchmarks/hosts.py [--items 1000000] [--hosts 1,2,4] [--rtt-ms 1.0]
+                                         [--concurrency 2] [--repeat 3] [--json hosts.json]
+
+Each host is a network namespace joined to Redis's by a veth pair of its own (tests/_hosts.py),
+running one gomap-worker with a fixed ``-concurrency``; the client (this process) reaches Redis
+over a link without delay. Every result is checked before its time counts; each figure is the
+best of --repeat runs. Where namespaces cannot be made (not root, no iproute2), the hosts are
+worker processes on loopback, and the output says so.
+
+All hosts share this machine's cores: more hosts cannot mean more CPU. The figures show what the
+links and the coordination cost, not how far a pool scales out; they are reported as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import gomap  # noqa: E402
+from gomap import _binary, _procs  # noqa: E402
+from tests._hosts import Network  # noqa: E402
+
+
+def primes_upto(n: int) -> list[int]:
+    """pi(k) for every k <= n (a sieve): the expected countprimes results."""
+    sieve = bytearray([1]) * (n + 1)
+    sieve[0:2] = b"\0\0"
+    for p in range(2, int(n**0.5) + 1):
+        if sieve[p]:
+            sieve[p * p :: p] = bytes(len(range(p * p, n + 1, p)))
+    counts, c = [0] * (n + 1), 0
+    for k in range(n + 1):
+        c += sieve[k]
+        counts[k] = c
+    return counts
+
+
+@contextlib.contextmanager
+def pool(hosts: int, args: argparse.Namespace, why: str) -> Iterator[tuple[str, list[float], str]]:
+    """The hosts, each with one worker: yields (client URL, each host's measured RTT in ms, how)."""
+    flags = ["-log-level", "warn"]
+    if not why:
+        with Network(hosts=hosts, rtt_ms=args.rtt_ms) as net:
+            for i in range(hosts):
+                net.start_worker(i, *flags, concurrency=args.concurrency)
+            yield net.redis_url, [net.rtt(i) for i in range(hosts)], f"namespaces, delay by {net.delay_method}"
+        return
+    with _procs.RedisServer(tcp=True) as server:
+        procs = []
+        try:
+            for i in range(hosts):
+                argv = ["-uri", server.url, "-hostname", f"host{i}", "-concurrency", str(args.concurrency),
+                        "-connections", str(max(4, 2 * args.concurrency)), *flags]  # fmt: skip
+                procs.append(_procs.WorkerProcess(_binary.worker_binary(), argv))
+            yield server.url, [], "loopback (no link delay)"
+        finally:
+            for p in procs:
+                p.stop(timeout=30)
+
+
+def best(repeat: int, run: Callable[[], list[Any]], want: list[Any]) -> float:
+    """The best time of repeat runs; every run's results are checked first."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = run()
+        elapsed = time.perf_counter() - t0
+        if got != want:
+            raise SystemExit(f"wrong results from {run}: the benchmark stops")
+        times.append(elapsed)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--items", type=int, default=1_000_000, help="sampleadd pairs (W1)")
+    ap.add_argument("--cpu-items", type=int, default=48, help="countprimes inputs: base + i")
+    ap.add_argument("--cpu-base", type=int, default=200_000)
+    ap.add_argument("--hosts", default="1,2,4")
+    ap.add_argument("--rtt-ms", type=float, default=1.0)
+    ap.add_argument("--concurrency", type=int, default=2, help="each host's worker -concurrency")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--loopback", action="store_true", help="worker processes on loopback, no namespaces")
+    ap.add_argument("--json", default="hosts.json", help="where to write the figures")
+    args = ap.parse_args()
+    counts = [int(h) for h in args.hosts.split(",")]
+    why = "asked for with --loopback" if args.loopback else Network.available()
+    if why:
+        print(f"worker hosts on loopback, not on delayed links: {why}")
+    _binary.worker_binary()  # built (and cached) before anything is timed
+    cores = os.cpu_count() or 1
+    pairs = [(i, (i * 7919) % 1_000_003) for i in range(args.items)]
+    want_add = [a + b for a, b in pairs]
+    cpu_in = [args.cpu_base + i for i in range(args.cpu_items)]
+    pi = primes_upto(args.cpu_base + args.cpu_items)
+    want_cpu = [pi[n] for n in cpu_in]
+    rows = []
+    for hosts in counts:
+        with pool(hosts, args, why) as (url, rtts, how), gomap.Client(url) as client:
+            gomap.map("sampleadd", pairs[:10_000], client=client, progress=False)  # warm up
+            w1 = best(args.repeat, lambda: gomap.map("sampleadd", pairs, client=client, progress=False), want_add)
+            cpu = best(args.repeat, lambda: gomap.map("countprimes", cpu_in, client=client, progress=False), want_cpu)
+        rows.append({"hosts": hosts, "how": how, "rtt_ms": rtts, "w1_items_per_s": args.items / w1,
+                     "w1_seconds": w1, "cpu_items_per_s": args.cpu_items / cpu, "cpu_seconds": cpu})  # fmt: skip
+        print(f"  {hosts} host(s) done", flush=True)
+    notes = [
+        f"All hosts share this machine's {cores} cores: more hosts cannot mean more CPU.",
+        "Each host runs one gomap-worker with -concurrency "
+        f"{args.concurrency} and GOMAXPROCS = {cores} (the default); one Redis node.",
+    ]
+    if rows and "relay" in rows[0]["how"]:
+        notes.append("The link delay is a relay process per link (the kernel has no sch_netem): it uses CPU too.")
+    print()
+    links = f"loopback, not {args.rtt_ms:g} ms links ({why})" if why else f"{args.rtt_ms:g} ms RTT per link"
+    print(f"items/s over worker hosts, {links}; best of {args.repeat}, every result checked")
+    print(f"  W1: sampleadd over {args.items} pairs;  CPU: countprimes({args.cpu_base} + i), {args.cpu_items} inputs")
+    print(f"  {'hosts':>5}  {'link RTT measured (ms)':<24}  {'W1 items/s':>12}  {'CPU items/s':>12}  how")
+    for r in rows:
+        rtt = ", ".join(f"{x:.2f}" for x in r["rtt_ms"]) or "-"
+        print(
+            f"  {r['hosts']:>5}  {rtt:<24}  {r['w1_items_per_s']:>12,.0f}  {r['cpu_items_per_s']:>12,.1f}  {r['how']}"
+        )
+    for n in notes:
+        print(f"  note: {n}")
+    out = {
+        "machine": {"cores": cores, "platform": platform.platform(), "python": platform.python_version()},
+        "args": vars(args),
+        "loopback_because": why,
+        "rows": rows,
+        "notes": notes,
+    }
+    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

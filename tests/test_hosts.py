@@ -1,0 +1,172 @@
+"""Worker hosts over real network links (tests/_hosts.py): network namespaces joined to Redis's by
+veth pairs with a 1 ms round trip, a gomap-worker in each host, and the test's client on a link
+of its own. A batch over two hosts is right and in order; a host cut off mid-batch (its link down)
+or frozen mid-batch (SIGSTOP) loses nothing: once its liveness key expires, its chunks are
+requeued to the other host, and when it comes back its late outcome changes nothing.
+
+Needs root and iproute2: elsewhere the tests skip (and fail under CI=true), saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import gomap
+
+from ._hosts import HostsError, Network
+from .conftest import wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+# As tests/conftest.py Worker: a host is declared dead 1 s after its last heartbeat.
+FAST = ["-heartbeat", "200ms", "-dead-after", "1s", "-shutdown-timeout", "2s"]
+QUEUE = "goworker:queue:samplesleep"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _can_build_hosts() -> None:
+    why = Network.available()
+    if why and os.environ.get("CI") == "true":
+        pytest.fail(f"worker hosts cannot be built here: {why}")
+    if why:
+        pytest.skip(f"worker hosts cannot be built here ({why}): the host tests did not run")
+
+
+@pytest.fixture
+def net() -> Iterator[Network]:
+    with Network(hosts=2, rtt_ms=1.0) as n:
+        yield n
+
+
+@pytest.fixture
+def client(net: Network) -> Iterator[gomap.Client]:
+    c = gomap.Client(net.redis_url)
+    yield c
+    c.close()
+
+
+def db(net: Network) -> redis.Redis:
+    return redis.Redis(unix_socket_path=net.sock)
+
+
+def batch_keys(r: redis.Redis) -> list[bytes]:
+    return r.keys("goworker:gomap:{*")
+
+
+def inflight(r: redis.Redis, proc: str) -> int:
+    return int(r.llen(f"goworker:gomap:inflight:{{{QUEUE}}}:{proc}"))
+
+
+def registered(r: redis.Redis, proc: str) -> bool:
+    return bool(r.hexists("goworker:gomap:workers", proc)) and bool(r.exists(f"goworker:gomap:alive:{proc}"))
+
+
+def busy(r: redis.Redis, proc: str) -> list[bytes]:
+    """The Resque ``worker:<slot>`` keys of proc's slots that say they run a job."""
+    return [k for k in r.keys(f"goworker:worker:{proc}-*") if not k.endswith(b":started")]
+
+
+def processed_by(r: redis.Redis, host: str) -> int:
+    """Jobs the Resque worker ids (slots) of host have processed."""
+    return sum(int(r.get(k) or 0) for k in r.keys(f"goworker:stat:processed:{host}:*"))
+
+
+def namespaces() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True, timeout=10).stdout
+
+
+def test_the_links_delay_and_cut() -> None:
+    """The harness itself: a round trip of at least the link's delay, only over the host's own link;
+    a link down cuts the host off and up joins it again; everything is gone after the with."""
+    with Network(hosts=2, rtt_ms=1.0) as net:
+        assert net.rtt(0) >= 1.0
+        net.set_delay(1, 20)
+        assert net.rtt(1, pings=5) >= 20.0
+        assert net.rtt(0) < 20.0
+        # A host has no route but its link: Redis's address on the other link is out of reach.
+        reach = f"import socket; socket.create_connection(('{net.redis_addr(1)}', 6379), 2)"
+        assert net.exec(0, [sys.executable, "-c", reach]).returncode != 0
+        net.link_down(0)
+        with pytest.raises(HostsError, match=r"unreachable|No route|timed out"):
+            net.rtt(0, pings=1)
+        net.link_up(0)
+        wait_until(lambda: _reachable(net, 0), timeout=10, what="host 0 reaches Redis again")
+        w = net.start_worker(0, *FAST)
+        names = [net.redis_ns, *net.host_ns]
+        assert all(n in namespaces() for n in names)
+    assert not any(n in namespaces() for n in names)
+    assert w.popen is not None and w.popen.poll() is not None  # stopped by its PID
+
+
+def _reachable(net: Network, i: int) -> bool:
+    try:
+        net.rtt(i, pings=1)
+    except Exception:
+        return False
+    return True
+
+
+def test_a_batch_over_two_hosts_is_right_and_in_order(net: Network, client: gomap.Client) -> None:
+    for i in range(2):
+        net.start_worker(i, *FAST)
+    r = db(net)
+    pairs = [(i, (i * 7919) % 1_000_003) for i in range(100_000)]
+    got = gomap.map("sampleadd", pairs, client=client, progress=False, timeout=50)
+    assert got == [a + b for a, b in pairs]
+    # Both hosts took chunks, each over its own link.
+    assert processed_by(r, "host0") > 0
+    assert processed_by(r, "host1") > 0
+    assert net.connections(0) > 0
+    assert net.connections(1) > 0
+    assert not batch_keys(r)
+
+
+def _fault_batch(net: Network, client: gomap.Client, cut: str) -> None:
+    """A samplesleep batch over two hosts; host 1 is cut off (``link``) or frozen (``stop``) while it
+    runs a chunk, and comes back once the batch is done."""
+    host0 = net.start_worker(0, *FAST)
+    host1 = net.start_worker(1, *FAST)
+    r = db(net)
+    items = [0.3 + i / 1000 for i in range(40)]
+    batch = gomap.submit("samplesleep", items, chunksize=2, client=client)
+    wait_until(lambda: inflight(r, host1.id) > 0, timeout=10, what="host 1 runs a chunk")
+    if cut == "link":
+        net.link_down(1)
+    else:
+        net.stop(1)
+    try:
+        assert batch.result(timeout=40) == items
+        # Host 1 was declared dead (its liveness key expired) and its chunks were requeued.
+        assert not registered(r, host1.id)
+        assert int(r.get("goworker:gomap:stat:requeued") or 0) >= 1
+        assert registered(r, host0.id)
+    finally:
+        if cut == "link":
+            net.link_up(1)
+        else:
+            net.cont(1)
+    # It comes back: its heartbeat restores its record, it drops its stale chunk, and nothing of the
+    # batch comes back with it.
+    wait_until(lambda: registered(r, host1.id), timeout=20, what="host 1's worker registers again")
+    wait_until(lambda: inflight(r, host1.id) == 0, timeout=20, what="host 1 lets go of its stale chunk")
+    wait_until(lambda: not busy(r, host1.id), timeout=20, what="host 1 is idle")
+    assert not batch_keys(r)
+    assert host1.running
+    # And the pool, host 1 included, runs the next batch right.
+    again = [0.01 + i / 1000 for i in range(40)]
+    assert gomap.map("samplesleep", again, chunksize=1, client=client, progress=False, timeout=30) == again
+    assert not batch_keys(r)
+
+
+def test_a_host_cut_off_mid_batch_loses_nothing(net: Network, client: gomap.Client) -> None:
+    _fault_batch(net, client, "link")
+
+
+def test_a_host_stopped_mid_batch_loses_nothing(net: Network, client: gomap.Client) -> None:
+    _fault_batch(net, client, "stop")
