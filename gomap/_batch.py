@@ -37,17 +37,18 @@ from ._exceptions import (
     UnknownFunctionError,
 )
 from ._functions import closest
-from ._protocol import COLLECT_SCRIPT, SUBMIT_SCRIPT, check_queue, chunk_payload, columns_payload
+from ._protocol import COLLECT_SCRIPT, SUBMIT_SCRIPT, check_queue, chunk_payload, columns_payload, shard_names
 
 Completed = tuple[int, list[Any], list[TaskError]]
 """A completed chunk: its start index, its values (None where an item failed), its errors."""
 
 
 class _Chunk:
-    __slots__ = ("payload", "size", "start")
+    __slots__ = ("payload", "queue_key", "size", "start")
 
     def __init__(self, start: int, size: int, payload: bytes) -> None:
         self.start, self.size, self.payload = start, size, payload
+        self.queue_key = ""  # the queue (shard) key it was pushed to; "" until then
 
 
 class _Source:
@@ -161,6 +162,11 @@ class Batch:
                 f"chunksize={chunksize} is more items than worker {w.id} takes in a chunk (its -max-chunk-items is "
                 f"{w.max_chunk_items}): pass chunksize={w.max_chunk_items} or less"
             )
+        # On a Redis Cluster, chunks go round the shards every live worker serves (docs/protocol.md,
+        # "Sharded queues"), so that the masters share a hot function's traffic.
+        shards = min((w.shards for w in live), default=1) if client.cluster else 1
+        self._shard_names = shard_names(k, self.queue, shards)
+        self._shard_keys = [k.queue(q) for q in self._shard_names]
         limits = [w.max_payload for w in live if w.max_payload > 0]
         self._max_payload = min(limits) if limits else _defaults.MAX_PAYLOAD
         self._limit_ms = None if item_timeout is None else math.ceil(item_timeout * 1000)
@@ -276,10 +282,15 @@ class Batch:
         if first:
             self._call(lambda: self._write_meta(self._r.pipeline(transaction=False)).execute())
 
+        n = len(self._shard_keys)
+        for i, c in enumerate(new):
+            c.queue_key = self._shard_keys[(self._submitted + i) % n]
+
         def push() -> None:
             pipe = self._r.pipeline(transaction=False)
-            pipe.sadd(self._queues_key, self.queue)
-            pipe.rpush(self._queue_key, *(c.payload for c in new))
+            pipe.sadd(self._queues_key, *self._shard_names)
+            for key in dict.fromkeys(c.queue_key for c in new):
+                pipe.rpush(key, *(c.payload for c in new if c.queue_key == key))
             pipe.execute()
 
         self._call(push)
@@ -292,6 +303,7 @@ class Batch:
             "items": -1 if self.total is None else self.total,
             "created": int(time.time()),
             "client": "python",
+            "shards": len(self._shard_keys),
         }
         pipe.hset(self._meta, mapping=meta)
         pipe.pexpire(self._meta, self._ttl_ms)
@@ -536,9 +548,9 @@ class Batch:
             return
         self._state = "cancelled"
         if self._started:
-            self._clean_up(self._keys_op([c.payload for c in self._in_flight.values()]), "cancel", now=now)
+            self._clean_up(self._keys_op(list(self._in_flight.values())), "cancel", now=now)
 
-    def _keys_op(self, queued: list[bytes]) -> Callable[[], Any]:
+    def _keys_op(self, queued: list[_Chunk]) -> Callable[[], Any]:
         keys = (self._meta, self._results, self._done, self._taken)
 
         def op() -> None:
@@ -554,8 +566,8 @@ class Batch:
             pipe = self._r.pipeline(transaction=False)
             for key in keys:  # one per DEL, as cluster pipelines need
                 pipe.delete(key)
-            for payload in queued:
-                pipe.lrem(self._queue_key, 0, payload)  # every copy: a retried push may have queued two
+            for c in queued:  # every copy: a retried push may have queued two
+                pipe.lrem(c.queue_key or self._queue_key, 0, c.payload)
             removed = pipe.execute()[len(keys) :]
             if queued:
                 self.removed = sum(1 for n in removed if n)

@@ -17,7 +17,7 @@ import redis
 from . import _codec, _defaults
 from ._exceptions import ConfigError, ConnectError, GomapError, RedisCommandError
 from ._functions import FunctionList, from_records
-from ._protocol import Keys, check_queue, normalize_namespace
+from ._protocol import Keys, check_queue, normalize_namespace, shard_names
 
 if TYPE_CHECKING:
     from ._local import LocalCluster
@@ -162,6 +162,7 @@ class WorkerInfo:
     max_payload: int = 0  # the largest payload it accepts, in bytes (0: it does not say)
     max_chunk_items: int = 0  # the most items it takes in a chunk (0: it does not say)
     paused: tuple[str, ...] = ()  # paused queues it takes no job from (`gomap queues pause`)
+    shards: int = 1  # shards of each queue it serves (docs/protocol.md, "Sharded queues")
 
 
 def resolve_url(environ: Mapping[str, str]) -> str | None:
@@ -416,15 +417,21 @@ class Client:
                 waited = f"failing for {time.monotonic() - first_failure:.1f}s, retried with backoff"
                 raise ConnectError(f"{gomap_error(e, self.url)} ({waited})") from e
 
-    def enqueue(self, class_: str, *args: Any, queue: str | None = None) -> None:
+    def enqueue(self, class_: str, *args: Any, queue: str | None = None, spread: bool = False) -> None:
         """Push a plain Resque job, byte for byte what Ruby's ``Resque.enqueue`` pushes.
 
         It runs ``class_`` with ``args`` on a worker; nothing comes back (use ``map`` for results).
-        The queue defaults to the class name.
+        The queue defaults to the class name. With ``spread=True``, on a Redis Cluster the job goes
+        to a random shard of the queue among those every live gomap worker serves, so that a busy
+        plain queue uses every master (docs/protocol.md, "Sharded queues"); only gomap workers
+        serve the other shards.
         """
         if not class_ or not isinstance(class_, str):
             raise ConfigError("enqueue needs the class (function) name as a string")
         q = check_queue(queue or class_)
+        if spread and self.cluster:
+            n = min((w.shards for w in self.workers(q, max_age=_defaults.WORKERS_CACHE)), default=1)
+            q = random.choice(shard_names(self.keys, q, n))
         # The standard library's encoder writes floats as Ruby does (2.5e-05, where orjson writes
         # 0.000025); plain jobs are not the hot path.
         payload = _codec.dumps_resque(class_, list(args))
@@ -457,6 +464,11 @@ class Client:
         """The functions the live workers offer, with their Go signatures and how many workers
         offer each (``gomap.functions()``)."""
         return from_records(record for _, record in self._live(0.0))
+
+    def forget_workers(self) -> None:
+        """Drop the cached list of live workers: the next batch reads it afresh (after a pause)."""
+        with self._lock:
+            self._workers_cache = None
 
     def _live(self, max_age: float, deadline: float | None = None) -> list[tuple[WorkerInfo, dict[str, Any]]]:
         """The records of the live worker processes, as they registered themselves."""
@@ -498,4 +510,5 @@ def _worker_info(r: dict[str, Any]) -> WorkerInfo:
         max_payload=int(r.get("max_payload", 0) or 0),
         max_chunk_items=int(r.get("max_chunk_items", 0) or 0),
         paused=tuple(r.get("paused") or ()),
+        shards=int(r.get("shards", 1) or 1),
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import ConfigError, RedisCommandError
 from ._overview import BatchInfo, _read_batches, _table, _text
-from ._protocol import MARK_RETRIED_SCRIPT, REMOVE_FAILED_SCRIPT
+from ._protocol import MARK_RETRIED_SCRIPT, REMOVE_FAILED_SCRIPT, shard_names
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -486,6 +486,7 @@ class Inspector:
             serving = [p for p in self.processes() if p.alive and queue in p.queues]
             heard = sum((queue in p.paused) == paused for p in serving)
             if heard == len(serving) or time.monotonic() >= deadline:
+                self.client.forget_workers()  # its next batch sees the pause (and warns)
                 return Paused(queue, paused, heard, len(serving))
             time.sleep(0.05)  # polling the worker records until the deadline
 
@@ -594,18 +595,19 @@ class Inspector:
         if not meta:
             raise ConfigError(f"no batch {batch!r} in Redis: `gomap batches` lists the running ones")
         queue = _text(meta.get(b"queue", meta.get(b"function", b"")))
-        qkey = k.queue(queue)
+        shards = int(_text(meta.get(b"shards", b"1")) or 1)
         marker = json.dumps(batch)
 
         def op() -> int:
             for key in (k.batch_meta(batch), k.batch_results(batch), k.batch_done(batch), k.batch_taken(batch)):
                 r.delete(key)
             removed = 0
-            for job in r.lrange(qkey, 0, -1):
-                rec = _json(job)
-                chunk = rec.get("gomap") if isinstance(rec, dict) else None
-                if isinstance(chunk, dict) and json.dumps(chunk.get("batch")) == marker:
-                    removed += int(r.lrem(qkey, 0, job))
+            for qkey in (k.queue(q) for q in shard_names(k, queue, shards)):
+                for job in r.lrange(qkey, 0, -1):
+                    rec = _json(job)
+                    chunk = rec.get("gomap") if isinstance(rec, dict) else None
+                    if isinstance(chunk, dict) and json.dumps(chunk.get("batch")) == marker:
+                        removed += int(r.lrem(qkey, 0, job))
             return removed
 
         return self._call(op)

@@ -378,6 +378,9 @@ def submit(
     return batch
 
 
-def enqueue(class_: str, *args: Any, queue: str | None = None, client: Client | None = None) -> None:
-    """Push a plain Resque job (fire and forget), byte for byte as Ruby's ``Resque.enqueue`` does."""
-    (client or default_client()).enqueue(class_, *args, queue=queue)
+def enqueue(
+    class_: str, *args: Any, queue: str | None = None, spread: bool = False, client: Client | None = None
+) -> None:
+    """Push a plain Resque job (fire and forget), byte for byte as Ruby's ``Resque.enqueue`` does;
+    ``spread=True`` spreads a busy queue over a Redis Cluster's masters (``Client.enqueue``)."""
+    (client or default_client()).enqueue(class_, *args, queue=queue, spread=spread)

@@ -28,6 +28,35 @@ def check_queue(name: str) -> str:
     return name
 
 
+SLOT_COUNT = 16384
+MAX_SHARDS = 64
+SHARD_SUFFIX = "~"
+
+
+def shard_names(keys: Keys, q: str, n: int) -> list[str]:
+    """The names of queue ``q``'s ``n`` shards (docs/protocol.md, "Sharded queues"; the same as
+    Keys.Shards in worker/internal/protocol/shards.go): the slot space cut into ``n`` equal ranges,
+    ``q`` the shard of its own range, each other range's shard the first ``q~k`` (k = 1, 2, …)
+    whose key's slot is in it, in range order."""
+    from redis.crc import key_slot
+
+    n = min(max(n, 1), MAX_SHARDS)
+    names: list[str | None] = [None] * n
+
+    def range_of(name: str) -> int:
+        return key_slot(keys.queue(name).encode()) * n // SLOT_COUNT
+
+    names[range_of(q)] = q
+    left, k = n - 1, 0
+    while left:
+        k += 1
+        name = f"{q}{SHARD_SUFFIX}{k}"
+        if names[r := range_of(name)] is None:
+            names[r] = name
+            left -= 1
+    return [name for name in names if name is not None]
+
+
 @dataclass(frozen=True)
 class Keys:
     """Every key name of one namespace."""

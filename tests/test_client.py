@@ -154,3 +154,14 @@ def test_worker_source_is_found():
     src = _binary.worker_source()
     assert src is not None and (src / "go.mod").is_file()
     assert Path(_binary.worker_binary()).is_file()
+
+
+def test_shard_names_are_the_go_ones():
+    """Pinned in worker/internal/protocol/shards_test.go too: both sides name the same shards."""
+    for ns, q, n, want in (
+        ("goworker:", "sampleadd", 3, ["sampleadd", "sampleadd~1", "sampleadd~3"]),
+        ("goworker:", "samplesleep", 4, ["samplesleep~3", "samplesleep~2", "samplesleep", "samplesleep~4"]),
+        ("resque:", "mail", 2, ["mail~2", "mail"]),
+    ):
+        assert _protocol.shard_names(_protocol.Keys(ns), q, n) == want
+    assert _protocol.shard_names(_protocol.Keys("goworker:"), "q", 0) == ["q"]

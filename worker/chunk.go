@@ -29,7 +29,7 @@ func (w *Worker) runChunk(ctx context.Context, slot int, j reserved, p protocol.
 	var alive *redis.IntCmd
 	_, err := w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		alive = pipe.Exists(ctx, meta)
-		pipe.Set(ctx, w.keys.Worker(id), workingOn(j.queue, chunkSummary(p)), 0)
+		pipe.Set(ctx, w.keys.Worker(id), workingOn(w.base(j.queue), chunkSummary(p)), 0)
 		return nil
 	})
 	if err != nil {
@@ -80,7 +80,7 @@ func (w *Worker) finishChunk(ctx context.Context, slot int, j reserved, p protoc
 		}()
 	}
 	chunkCtx, cancelled := w.watchBatch(ctx, meta, c.Start, prog)
-	outcome, items, failed := w.chunkOutcome(chunkCtx, j.queue, p, prog)
+	outcome, items, failed := w.chunkOutcome(chunkCtx, w.base(j.queue), p, prog)
 	// A lent slot may run another job by now: its worker:<id> is not this chunk's to delete.
 	mine := prog.finish()
 	if cancelled() {

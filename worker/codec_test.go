@@ -5,8 +5,10 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gomap/gomap/worker/internal/protocol"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -212,7 +214,9 @@ func TestWeightedPollOrderFollowsTheWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &Worker{cfg: Config{Queues: qs}, rng: rand.New(rand.NewPCG(1, 2))}
+	w := &Worker{cfg: Config{Queues: qs}, rng: rand.New(rand.NewPCG(1, 2)), bases: []string{"high", "low"},
+		keys: protocol.NewKeys("")}
+	w.setShards(1)
 	first := map[string]int{}
 	const rounds = 30000
 	for range rounds {
@@ -227,8 +231,46 @@ func TestWeightedPollOrderFollowsTheWeights(t *testing.T) {
 	if p := float64(first["high"]) / rounds; math.Abs(p-2.0/3) > 0.015 {
 		t.Errorf("high first in %.3f of rounds, want 2/3", p)
 	}
-	strict := &Worker{cfg: Config{Queues: []Queue{{Name: "a"}, {Name: "b"}}}, queues: []string{"a", "b"}}
+	strict := &Worker{cfg: Config{Queues: []Queue{{Name: "a"}, {Name: "b"}}}, bases: []string{"a", "b"}, keys: protocol.NewKeys("")}
+	strict.setShards(1)
 	if got := strict.pollOrder(); fmt.Sprint(got) != "[a b]" {
 		t.Errorf("strict order %v", got)
 	}
+}
+
+func TestShardsOfAQueueAreServedTogetherFromARandomOne(t *testing.T) {
+	k := protocol.NewKeys("")
+	w := &Worker{cfg: Config{Queues: []Queue{{Name: "a"}, {Name: "b"}}}, bases: []string{"a", "b"}, keys: k,
+		rng: rand.New(rand.NewPCG(1, 2))}
+	w.setShards(3)
+	a, b := k.Shards("a", 3), k.Shards("b", 3)
+	if fmt.Sprint(w.queues) != fmt.Sprint(append(append([]string{}, a...), b...)) {
+		t.Fatalf("queues %v, want the shards of a then of b", w.queues)
+	}
+	firsts := map[string]bool{}
+	for range 100 {
+		order := w.pollOrder()
+		if len(order) != 6 || !sameSet(order[:3], a) || !sameSet(order[3:], b) {
+			t.Fatalf("order %v: a's shards, then b's", order)
+		}
+		// Rotated: each base's shards in their order, from a random one on.
+		i := slices.Index(a, order[0])
+		if fmt.Sprint(order[:3]) != fmt.Sprint(append(append([]string{}, a[i:]...), a[:i]...)) {
+			t.Fatalf("order %v is not a rotation of %v", order[:3], a)
+		}
+		firsts[order[0]] = true
+	}
+	if len(firsts) != 3 {
+		t.Errorf("polls start at %v only: every shard should come first now and then", firsts)
+	}
+	if w.base(a[1]) != "a" || w.base("a") != "a" || w.base("other") != "other" {
+		t.Errorf("base of %q = %q", a[1], w.base(a[1]))
+	}
+}
+
+func sameSet(x, y []string) bool {
+	x, y = slices.Clone(x), slices.Clone(y)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }

@@ -107,6 +107,13 @@ type Config struct {
 	// queues. default: 30s
 	DeadAfter time.Duration
 
+	// Shards is how many shards of each queue the worker serves (see
+	// docs/protocol.md, "Sharded queues"): a queue q is served as q and the
+	// shard queues q~k that spread a hot function over a Redis Cluster's
+	// masters. 0: as many as the cluster has masters (1 on a single Redis).
+	// default: 0
+	Shards int
+
 	// PruneAfter is how old a Resque worker id's heartbeat may be before the
 	// reaper removes the id from Resque's registry, as Resque's
 	// prune_dead_workers does (Resque's prune interval). Negative: never.
@@ -240,6 +247,9 @@ func (c Config) normalize(reg *Registry) (Config, error) {
 	setDefault(&c.MaxRequeues, DefaultMaxRequeues)
 	setDefault(&c.MaxPayload, protocol.DefaultMaxPayload)
 	setDefault(&c.MaxChunkItems, protocol.DefaultMaxChunkItems)
+	if c.Shards < 0 || c.Shards > protocol.MaxShards {
+		return c, configError("Shards (%d) must be from 0 (as many as the cluster's masters) to %d", c.Shards, protocol.MaxShards)
+	}
 	if c.MaxChunkItems < 0 {
 		return c, configError("MaxChunkItems (%d) must not be negative (0 means the default, %d)", c.MaxChunkItems, protocol.DefaultMaxChunkItems)
 	}

@@ -142,9 +142,15 @@ func (w *Worker) unstash() *reserved {
 // pollOrder is the order of this poll: the configured order when strict, a
 // weighted random order otherwise (a queue comes first with probability
 // proportional to its weight, as with goworker's expanded, shuffled list).
+//
+// A queue's shards share its place in the order, starting at a random one,
+// so that the workers spread their polls over the masters.
 func (w *Worker) pollOrder() []string {
-	if w.cfg.Queues[0].Weight == 0 {
+	if w.shards == 1 && w.cfg.Queues[0].Weight == 0 {
 		return w.queues
+	}
+	if w.cfg.Queues[0].Weight == 0 {
+		return w.shardOrder(w.bases)
 	}
 	type keyed struct {
 		name string
@@ -165,9 +171,22 @@ func (w *Worker) pollOrder() []string {
 		}
 		return 0
 	})
-	order := make([]string, len(ks))
+	names := make([]string, len(ks))
 	for i, k := range ks {
-		order[i] = k.name
+		names[i] = k.name
+	}
+	return w.shardOrder(names)
+}
+
+// shardOrder is the shards of bases, base after base, each base's shards
+// from a random one on.
+func (w *Worker) shardOrder(bases []string) []string {
+	order := make([]string, 0, len(w.queues))
+	for _, q := range bases {
+		shards := w.shardsOf[q]
+		first := w.rng.IntN(len(shards))
+		order = append(order, shards[first:]...)
+		order = append(order, shards[:first]...)
 	}
 	return order
 }

@@ -33,6 +33,7 @@ type Flags struct {
 	progress        time.Duration
 	deadAfter       time.Duration
 	pruneAfter      time.Duration
+	shards          int
 	shutdownTimeout time.Duration
 	itemTimeout     time.Duration
 	jobTimeout      time.Duration
@@ -77,6 +78,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 			"(only chunks that run longer report; a negative value turns it off)")
 	fs.DurationVar(&f.deadAfter, "dead-after", DefaultDeadAfter,
 		"how long a worker may miss heartbeats before its in-flight jobs go back to their queues")
+	fs.IntVar(&f.shards, "shards", 0,
+		"serve this `number` of shards of each queue (q, q~1, …: a hot function spread over a Redis Cluster's masters);\n"+
+			"0: as many as the cluster has masters, 1 on a single Redis")
 	fs.DurationVar(&f.pruneAfter, "prune-after", DefaultPruneAfter,
 		"how old a Resque worker's heartbeat may be before it is pruned from Resque's registry as dead, as Resque does\n"+
 			"(its running job goes to the failed list as Resque::PruneDeadWorkerDirtyExit; negative: never)")
@@ -132,6 +136,7 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		ProgressInterval:  f.progress,
 		DeadAfter:         f.deadAfter,
 		PruneAfter:        f.pruneAfter,
+		Shards:            f.shards,
 		ShutdownTimeout:   f.shutdownTimeout,
 		ItemTimeout:       f.itemTimeout,
 		JobTimeout:        f.jobTimeout,

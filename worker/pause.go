@@ -32,13 +32,13 @@ func newPauses() *pauses { return &pauses{want: map[string]bool{}, changed: make
 // readPauses queues the reads of the pause keys of w's queues on pipe; the
 // function it returns, called once pipe ran, records what they said.
 func (w *Worker) readPauses(ctx context.Context, pipe redis.Pipeliner) func() {
-	cmds := make([]*redis.IntCmd, len(w.queues))
-	for i, q := range w.queues {
+	cmds := make([]*redis.IntCmd, len(w.bases))
+	for i, q := range w.bases {
 		cmds[i] = pipe.Exists(ctx, w.keys.Paused(q))
 	}
 	return func() {
 		now := map[string]bool{}
-		for i, q := range w.queues {
+		for i, q := range w.bases {
 			if cmds[i].Err() != nil {
 				return // unknown: keep what was known
 			}
@@ -85,8 +85,14 @@ func (w *Worker) checkPauses(ctx context.Context) {
 // Fetch loop only, after a receive from w.pause.changed.
 func (w *Worker) applyPauses(ctx context.Context) {
 	w.pause.mu.Lock()
-	want := maps.Clone(w.pause.want)
+	bases := maps.Clone(w.pause.want)
 	w.pause.mu.Unlock()
+	want := map[string]bool{} // by shard: pausing a queue pauses its shards
+	for _, q := range w.queues {
+		if bases[w.base(q)] {
+			want[q] = true
+		}
+	}
 	for q := range want {
 		if b := w.blockers[q]; b != nil && b.armed && !w.paused[q] {
 			w.disarm()
@@ -94,7 +100,7 @@ func (w *Worker) applyPauses(ctx context.Context) {
 		}
 	}
 	w.paused = want
-	acked := slices.Sorted(maps.Keys(want))
+	acked := slices.Sorted(maps.Keys(bases))
 	w.pause.mu.Lock()
 	w.pause.acked = acked
 	w.pause.mu.Unlock()

@@ -63,8 +63,8 @@ func (w *Worker) runJob(ctx context.Context, slot int, j reserved, p protocol.Pa
 	if w.cfg.Observer != nil {
 		t0 = time.Now()
 	}
-	w.setWorking(ctx, slot, j.queue, j.payload)
-	f := w.call(ctx, j.queue, p)
+	w.setWorking(ctx, slot, w.base(j.queue), j.payload)
+	f := w.call(ctx, w.base(j.queue), p)
 	if ctx.Err() != nil {
 		// The shutdown grace ran out: the job goes back to its queue.
 		w.log.Info("job still running at the shutdown timeout; it stays queued", "queue", j.queue)
@@ -280,7 +280,7 @@ func (w *Worker) failedEntry(id string, j reserved, f *failure) string {
 	b.WriteString(`],"worker":`)
 	str(id)
 	b.WriteString(`,"queue":`)
-	str(j.queue)
+	str(w.base(j.queue)) // a retry goes to the base queue, which every worker serves
 	b.WriteByte('}')
 	return b.String()
 }

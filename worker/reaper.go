@@ -200,7 +200,7 @@ func (w *Worker) reapRecord(ctx context.Context, record string) (int, error) {
 	if err := json.Unmarshal([]byte(record), &p); err != nil || p.ID == "" {
 		return 0, fmt.Errorf("unreadable worker record %q: %v", record, err)
 	}
-	n, err := w.requeue(ctx, p.ID, p.Queues, "after its worker "+p.ID+" died")
+	n, err := w.requeue(ctx, p.ID, w.expandShards(p.Queues, p.Shards), "after its worker "+p.ID+" died")
 	if o := w.cfg.Observer; o != nil && n > 0 {
 		o.Requeued(n)
 	}

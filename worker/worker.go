@@ -22,15 +22,19 @@ import (
 // runs them with Concurrency slots, and keeps its Resque registration and
 // heartbeat. Build it with New and start it with Run.
 type Worker struct {
-	cfg     Config
-	reg     *Registry
-	keys    protocol.Keys
-	log     *slog.Logger
-	proc    string // process id "host:pid": in-flight keys and the gomap registry
-	pid     int
-	started time.Time
-	slots   []string // Resque worker ids "host:pid-N:queues", one per slot
-	queues  []string // queue names in configured order
+	cfg      Config
+	reg      *Registry
+	keys     protocol.Keys
+	log      *slog.Logger
+	proc     string // process id "host:pid": in-flight keys and the gomap registry
+	pid      int
+	started  time.Time
+	slots    []string            // Resque worker ids "host:pid-N:queues", one per slot
+	bases    []string            // queue names in configured order
+	queues   []string            // what it takes jobs from: the shards of each base queue, in order (Run sets them)
+	baseOf   map[string]string   // shard → its base queue
+	shardsOf map[string][]string // base queue → its shards
+	shards   int                 // shards per base queue
 
 	rdb      redis.UniversalClient // commands
 	ownsRDB  bool
@@ -100,10 +104,10 @@ func New(cfg Config, reg *Registry) (*Worker, error) {
 	w.proc = cfg.Hostname + ":" + strconv.Itoa(w.pid)
 	w.runaways = newRunaways(cfg.MaxRunaways, cfg.RunawayGrace, w.overRunaways)
 	for _, q := range cfg.Queues {
-		w.queues = append(w.queues, q.Name)
+		w.bases = append(w.bases, q.Name)
 	}
-	w.waitResults = make(chan waitResult, len(w.queues))
-	qs := strings.Join(w.queues, ",")
+	w.setShards(1)
+	qs := strings.Join(w.bases, ",")
 	for i := range cfg.Concurrency {
 		w.slots = append(w.slots, fmt.Sprintf("%s-%d:%s", w.proc, i, qs))
 	}
@@ -150,7 +154,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.retryStart(ctx, "register", w.register); err != nil {
 		return err
 	}
-	w.log.Info("worker started", "id", w.proc, "queues", w.queues, "concurrency", w.cfg.Concurrency,
+	w.log.Info("worker started", "id", w.proc, "queues", w.bases, "shards", w.shards, "concurrency", w.cfg.Concurrency,
 		"functions", w.reg.Names(), "uri", rconn.Redacted(w.cfg.URI))
 
 	// Heartbeats and reaping go on through the shutdown, until unregistering.
@@ -240,6 +244,11 @@ func (w *Worker) connect(ctx context.Context) error {
 		w.ownsRDB = true
 	}
 	_, w.cluster = w.rdb.(*redis.ClusterClient)
+	n, err := w.shardCount(ctx)
+	if err != nil {
+		return errors.Join(err, w.closeClients())
+	}
+	w.setShards(n)
 	blk, err := blockingClient(w.rdb, len(w.queues)+1)
 	if err != nil {
 		return errors.Join(err, w.closeClients())

@@ -607,7 +607,10 @@ func (i *Inspector) CancelBatch(ctx context.Context, id string) (int, error) {
 	if !ok {
 		queue = meta["function"]
 	}
-	qkey := i.keys.Queue(queue)
+	shards, err := strconv.Atoi(meta["shards"])
+	if err != nil {
+		shards = 1 // written by a client that does not shard
+	}
 	removed := 0
 	err = i.do(ctx, "cancelling batch "+id, true, func(ctx context.Context) error {
 		removed = 0
@@ -615,34 +618,45 @@ func (i *Inspector) CancelBatch(ctx context.Context, id string) (int, error) {
 		if err := i.rdb.Del(ctx, i.keys.BatchMeta(id), i.keys.BatchResults(id), i.keys.BatchDone(id), i.keys.BatchTaken(id)).Err(); err != nil {
 			return err
 		}
-		jobs, err := i.rdb.LRange(ctx, qkey, 0, -1).Result()
-		if err != nil {
-			return err
-		}
-		var mine []string
-		for _, job := range jobs {
-			if chunkBatch(job) == id && !slices.Contains(mine, job) {
-				mine = append(mine, job)
+		for _, q := range i.keys.Shards(queue, shards) {
+			n, err := i.removeChunks(ctx, i.keys.Queue(q), id)
+			removed += n
+			if err != nil {
+				return err
 			}
-		}
-		if len(mine) == 0 {
-			return nil
-		}
-		rems := make([]*redis.IntCmd, len(mine))
-		_, err = i.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			for n, job := range mine {
-				rems[n] = pipe.LRem(ctx, qkey, 0, job)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, r := range rems {
-			removed += int(r.Val())
 		}
 		return nil
 	})
+	return removed, err
+}
+
+// removeChunks removes batch id's chunks from the queue at qkey and returns
+// how many it removed.
+func (i *Inspector) removeChunks(ctx context.Context, qkey, id string) (int, error) {
+	jobs, err := i.rdb.LRange(ctx, qkey, 0, -1).Result()
+	if err != nil {
+		return 0, err
+	}
+	var mine []string
+	for _, job := range jobs {
+		if chunkBatch(job) == id && !slices.Contains(mine, job) {
+			mine = append(mine, job)
+		}
+	}
+	if len(mine) == 0 {
+		return 0, nil
+	}
+	rems := make([]*redis.IntCmd, len(mine))
+	_, err = i.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for n, job := range mine {
+			rems[n] = pipe.LRem(ctx, qkey, 0, job)
+		}
+		return nil
+	})
+	removed := 0
+	for _, r := range rems {
+		removed += int(r.Val())
+	}
 	return removed, err
 }
 

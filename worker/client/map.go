@@ -157,6 +157,7 @@ type batch struct {
 	absent      time.Time // when a check first found no live worker, since the last that found one
 	elsewhere   []string  // the other queues of live workers that offer the function
 	limitFrom   string    // where o.MaxPayload came from, for messages
+	shards      []string  // the queue's shards the chunks go round (one Redis: the queue alone)
 	unreachable bool      // Redis failed for StallTolerance: a cancel gets only cancelGrace
 	meta        string
 	results     string
@@ -234,6 +235,16 @@ func (c *Client) newBatch(ctx context.Context, function string, n int, o MapOpti
 			return nil, fmt.Errorf("%w: ChunkSize %d is more items than worker %s takes in a chunk (-max-chunk-items %d); use a smaller ChunkSize",
 				ErrChunkTooLarge, b.o.ChunkSize, p.ID, p.MaxItems)
 		}
+	}
+	// On a Redis Cluster, chunks go round the shards every live worker on
+	// the queue serves (docs/protocol.md, "Sharded queues").
+	b.shards = []string{o.Queue}
+	if _, cluster := c.rdb.(*redis.ClusterClient); cluster && len(onQueue) > 0 {
+		n := protocol.MaxShards
+		for _, p := range onQueue {
+			n = min(n, max(p.Shards, 1))
+		}
+		b.shards = c.keys.Shards(o.Queue, n)
 	}
 	b.limitFrom = "MapOptions.MaxPayload"
 	if b.o.MaxPayload <= 0 {
@@ -362,7 +373,7 @@ func (b *batch) submitCluster(ctx context.Context, payloads []any) error {
 	err := b.retry(ctx, "submitting", func(ctx context.Context) error {
 		_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 			pipe.HSet(ctx, b.meta, "function", b.function, "queue", b.queue, "items", b.n,
-				"created", time.Now().Unix(), "client", "go")
+				"created", time.Now().Unix(), "client", "go", "shards", len(b.shards))
 			pipe.PExpire(ctx, b.meta, b.o.TTL)
 			return nil
 		})
@@ -373,8 +384,20 @@ func (b *batch) submitCluster(ctx context.Context, payloads []any) error {
 	}
 	return b.retry(ctx, "submitting", func(ctx context.Context) error {
 		_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-			pipe.SAdd(ctx, b.c.keys.Queues(), b.queue)
-			pipe.RPush(ctx, b.c.keys.Queue(b.queue), payloads...)
+			names := make([]any, len(b.shards))
+			for i, q := range b.shards {
+				names[i] = q
+			}
+			pipe.SAdd(ctx, b.c.keys.Queues(), names...)
+			for s, q := range b.shards {
+				var mine []any
+				for i := s; i < len(payloads); i += len(b.shards) {
+					mine = append(mine, payloads[i])
+				}
+				if len(mine) > 0 {
+					pipe.RPush(ctx, b.c.keys.Queue(q), mine...)
+				}
+			}
 			return nil
 		})
 		return err
@@ -600,12 +623,19 @@ func (b *batch) cancel(ctx context.Context) error {
 func (b *batch) cancelOnce(ctx context.Context) error {
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pipe.Del(ctx, b.meta, b.results, b.done, b.taken)
-		for _, p := range b.pending {
-			pipe.LRem(ctx, b.c.keys.Queue(b.queue), 0, p)
+		for start, p := range b.pending {
+			pipe.LRem(ctx, b.shardKey(start), 0, p)
 		}
 		return nil
 	})
 	return err
+}
+
+// shardKey is the queue key the chunk that starts at start was pushed to:
+// chunk k goes to shard k mod the number of shards.
+func (b *batch) shardKey(start int64) string {
+	k := int(start / int64(b.o.ChunkSize))
+	return b.c.keys.Queue(b.shards[k%len(b.shards)])
 }
 
 // ownTimeout replaces err, when the context of a cleanup's own time limit

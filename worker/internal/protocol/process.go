@@ -17,6 +17,7 @@ type Process struct {
 	MaxItems    int                  `json:"max_chunk_items"`      // the most items a chunk may have; 0 (absent) in records of older workers
 	Started     string               `json:"started"`              // RFC 3339
 	Paused      []string             `json:"paused,omitempty"`     // paused queues it has stopped taking jobs from
+	Shards      int                  `json:"shards,omitempty"`     // shards of each queue it serves (absent: 1)
 	Version     int                  `json:"version"`              // protocol version
 }
 

@@ -1,0 +1,80 @@
+package client_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gomap/gomap/worker/client"
+	"github.com/gomap/gomap/worker/internal/protocol"
+	"github.com/gomap/gomap/worker/internal/redistest"
+)
+
+// On a 3-master cluster a worker serves three shards of each queue, one per
+// master, and Map spreads a batch's chunks over them (docs/protocol.md,
+// "Sharded queues"). The queue is paused while the chunks are counted.
+func TestMapSpreadsChunksOverTheShards(t *testing.T) {
+	uri := redistest.StartCluster(t)
+	startWorker(t, uri)
+	c := dial(t, uri)
+	rdb := redistest.ClusterClient(t, uri)
+	ctx := context.Background()
+	ins := c.Inspect()
+	procs, err := c.Workers(ctx, "sampleadd")
+	if err != nil || len(procs) != 1 || procs[0].Shards != 3 {
+		t.Fatalf("workers %+v, %v: want one that serves 3 shards", procs, err)
+	}
+	if err := ins.Pause(ctx, "sampleadd"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
+		ps, err := ins.Processes(ctx)
+		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleadd"})
+	})
+
+	type result struct {
+		got []int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		got, err := client.MapAs[int](ctx, c, "sampleadd", pairs(90), &client.MapOptions{ChunkSize: 10})
+		done <- result{got, err}
+	}()
+	keys := protocol.NewKeys("")
+	shards := keys.Shards("sampleadd", 3)
+	masters := map[string]bool{}
+	redistest.Eventually(t, 10*time.Second, "the 9 chunks wait on the 3 shards, 3 each", func() bool {
+		for _, q := range shards {
+			if n, err := rdb.LLen(ctx, keys.Queue(q)).Result(); err != nil || n != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, q := range shards {
+		m, err := rdb.MasterForKey(ctx, keys.Queue(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[m.Options().Addr] = true
+	}
+	if len(masters) != 3 {
+		t.Errorf("the shards %v live on %d masters, want 3", shards, len(masters))
+	}
+	if err := ins.Resume(ctx, "sampleadd"); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for i, v := range r.got {
+		if v != 3*i {
+			t.Fatalf("result %d = %d", i, v)
+		}
+	}
+}
