@@ -1,8 +1,18 @@
 """Items/s over worker hosts on real network links (issue 13, item 2): W1 (sampleadd over N pairs)
-and the CPU-bound countprimes, with 1, 2 and 4 hosts at a 1 ms round trip, one Redis node.
+and the CPU-bound countprimes, with 1, 2 and 4 hosts at a 1 ms round trip, before one Redis node
+or a 3-master Redis Cluster (--masters 3); and a hot function, Redis bound (issue 13, item 3):
+sampleadd in many tiny chunks (--hot-chunksize 50) over the most hosts, so that Redis round trips,
+not the items, dominate.
 
-    .venv/bin/python benchmarks/hosts.py [--items 1000000] [--hosts 1,2,4] [--rtt-ms 1.0]
-                                         [--concurrency 2] [--repeat 3] [--json hosts.json]
+    .venv/bin/python benchmarks/hosts.py [--masters 1|3|1,3] [--items 1000000] [--hosts 1,2,4]
+                                         [--rtt-ms 1.0] [--concurrency 2] [--repeat 3]
+                                         [--hot-items 200000] [--hot-chunksize 50] [--shards N]
+                                         [--json hosts.json]
+
+On a cluster the workers and the client reach the nodes at the addresses the nodes announce, each
+host over its own link. ``--shards N`` passes ``shards=N`` to gomap.map (a batch spread over N
+queue keys in different hash slots) where gomap.map takes it; elsewhere the output says it is not
+available and the figures are without it.
 
 Each host is a network namespace joined to Redis's by a veth pair of its own (tests/_hosts.py),
 running one gomap-worker with a fixed ``-concurrency``; the client (this process) reaches Redis
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import platform
@@ -32,7 +43,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import gomap  # noqa: E402
-from gomap import _binary, _procs  # noqa: E402
+from gomap import _binary  # noqa: E402
 from tests._hosts import Network  # noqa: E402
 
 
@@ -51,26 +62,16 @@ def primes_upto(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def pool(hosts: int, args: argparse.Namespace, why: str) -> Iterator[tuple[str, list[float], str]]:
-    """The hosts, each with one worker: yields (client URL, each host's measured RTT in ms, how)."""
-    flags = ["-log-level", "warn"]
-    if not why:
-        with Network(hosts=hosts, rtt_ms=args.rtt_ms) as net:
-            for i in range(hosts):
-                net.start_worker(i, *flags, concurrency=args.concurrency)
+def pool(hosts: int, masters: int, args: argparse.Namespace, why: str) -> Iterator[tuple[str, list[float], str]]:
+    """The hosts, each with one worker, before one Redis node or a cluster of masters: yields
+    (client URL, each host's measured RTT in ms, how)."""
+    with Network(hosts=hosts, rtt_ms=args.rtt_ms, masters=masters, loopback=bool(why)) as net:
+        for i in range(hosts):
+            net.start_worker(i, concurrency=args.concurrency)
+        if why:
+            yield net.redis_url, [], "loopback (no link delay)"
+        else:
             yield net.redis_url, [net.rtt(i) for i in range(hosts)], f"namespaces, delay by {net.delay_method}"
-        return
-    with _procs.RedisServer(tcp=True) as server:
-        procs = []
-        try:
-            for i in range(hosts):
-                argv = ["-uri", server.url, "-hostname", f"host{i}", "-concurrency", str(args.concurrency),
-                        "-connections", str(max(4, 2 * args.concurrency)), *flags]  # fmt: skip
-                procs.append(_procs.WorkerProcess(_binary.worker_binary(), argv))
-            yield server.url, [], "loopback (no link delay)"
-        finally:
-            for p in procs:
-                p.stop(timeout=30)
 
 
 def best(repeat: int, run: Callable[[], list[Any]], want: list[Any]) -> float:
@@ -92,6 +93,10 @@ def main() -> None:
     ap.add_argument("--cpu-items", type=int, default=48, help="countprimes inputs: base + i")
     ap.add_argument("--cpu-base", type=int, default=200_000)
     ap.add_argument("--hosts", default="1,2,4")
+    ap.add_argument("--masters", default="1", help="1 (one Redis node), 3 (a Redis Cluster), or both: 1,3")
+    ap.add_argument("--hot-items", type=int, default=200_000, help="sampleadd pairs of the hot-function case")
+    ap.add_argument("--hot-chunksize", type=int, default=50, help="the hot-function case's chunksize")
+    ap.add_argument("--shards", type=int, default=0, help="gomap.map(..., shards=N), where gomap.map takes it")
     ap.add_argument("--rtt-ms", type=float, default=1.0)
     ap.add_argument("--concurrency", type=int, default=2, help="each host's worker -concurrency")
     ap.add_argument("--repeat", type=int, default=3)
@@ -99,6 +104,16 @@ def main() -> None:
     ap.add_argument("--json", default="hosts.json", help="where to write the figures")
     args = ap.parse_args()
     counts = [int(h) for h in args.hosts.split(",")]
+    masters = [int(m) for m in args.masters.split(",")]
+    opts: dict[str, Any] = {}
+    shards = "not asked for"
+    if args.shards:
+        if "shards" in inspect.signature(gomap.map).parameters:
+            opts["shards"] = args.shards
+            shards = str(args.shards)
+        else:
+            shards = "not available (gomap.map takes no shards here)"
+            print(f"--shards {args.shards}: {shards}; the figures are without it")
     why = "asked for with --loopback" if args.loopback else Network.available()
     if why:
         print(f"worker hosts on loopback, not on delayed links: {why}")
@@ -109,19 +124,33 @@ def main() -> None:
     cpu_in = [args.cpu_base + i for i in range(args.cpu_items)]
     pi = primes_upto(args.cpu_base + args.cpu_items)
     want_cpu = [pi[n] for n in cpu_in]
-    rows = []
-    for hosts in counts:
-        with pool(hosts, args, why) as (url, rtts, how), gomap.Client(url) as client:
-            gomap.map("sampleadd", pairs[:10_000], client=client, progress=False)  # warm up
-            w1 = best(args.repeat, lambda: gomap.map("sampleadd", pairs, client=client, progress=False), want_add)
-            cpu = best(args.repeat, lambda: gomap.map("countprimes", cpu_in, client=client, progress=False), want_cpu)
-        rows.append({"hosts": hosts, "how": how, "rtt_ms": rtts, "w1_items_per_s": args.items / w1,
-                     "w1_seconds": w1, "cpu_items_per_s": args.cpu_items / cpu, "cpu_seconds": cpu})  # fmt: skip
-        print(f"  {hosts} host(s) done", flush=True)
+    hot_pairs = pairs[: args.hot_items]
+    want_hot = want_add[: args.hot_items]
+    rows, hot = [], []
+    for m in masters:
+        for hosts in counts:
+            with pool(hosts, m, args, why) as (url, rtts, how), gomap.Client(url) as client:
+
+                def run(fn: str, xs: list[Any], **kw: Any) -> Callable[[], list[Any]]:
+                    return lambda: gomap.map(fn, xs, client=client, progress=False, **opts, **kw)
+
+                run("sampleadd", pairs[:10_000])()  # warm up
+                w1 = best(args.repeat, run("sampleadd", pairs), want_add)
+                cpu = best(args.repeat, run("countprimes", cpu_in), want_cpu)
+                row = {"masters": m, "hosts": hosts, "how": how, "rtt_ms": rtts, "w1_items_per_s": args.items / w1,
+                       "w1_seconds": w1, "cpu_items_per_s": args.cpu_items / cpu, "cpu_seconds": cpu}  # fmt: skip
+                rows.append(row)
+                if hosts == max(counts):  # the hot function: many tiny chunks of sampleadd
+                    t = best(args.repeat, run("sampleadd", hot_pairs, chunksize=args.hot_chunksize), want_hot)
+                    hot.append({"masters": m, "hosts": hosts, "items": len(hot_pairs), "chunksize": args.hot_chunksize,
+                                "chunks": -(-len(hot_pairs) // args.hot_chunksize), "items_per_s": len(hot_pairs) / t,
+                                "seconds": t, "shards": opts.get("shards", 0)})  # fmt: skip
+            print(f"  {m} master(s), {hosts} host(s) done", flush=True)
     notes = [
         f"All hosts share this machine's {cores} cores: more hosts cannot mean more CPU.",
-        "Each host runs one gomap-worker with -concurrency "
-        f"{args.concurrency} and GOMAXPROCS = {cores} (the default); one Redis node.",
+        f"Each host runs one gomap-worker with -concurrency {args.concurrency} and GOMAXPROCS = {cores} (the default).",
+        "Redis: 1 master is one plain redis-server; 3 masters a Redis Cluster, all on this machine (io-threads off).",
+        f"--shards: {shards}.",
     ]
     if rows and "relay" in rows[0]["how"]:
         notes.append("The link delay is a relay process per link (the kernel has no sch_netem): it uses CPU too.")
@@ -129,11 +158,22 @@ def main() -> None:
     links = f"loopback, not {args.rtt_ms:g} ms links ({why})" if why else f"{args.rtt_ms:g} ms RTT per link"
     print(f"items/s over worker hosts, {links}; best of {args.repeat}, every result checked")
     print(f"  W1: sampleadd over {args.items} pairs;  CPU: countprimes({args.cpu_base} + i), {args.cpu_items} inputs")
-    print(f"  {'hosts':>5}  {'link RTT measured (ms)':<24}  {'W1 items/s':>12}  {'CPU items/s':>12}  how")
+    print(
+        f"  {'masters':>7}  {'hosts':>5}  {'link RTT measured (ms)':<24}  {'W1 items/s':>12}  {'CPU items/s':>12}  how"
+    )
     for r in rows:
         rtt = ", ".join(f"{x:.2f}" for x in r["rtt_ms"]) or "-"
         print(
-            f"  {r['hosts']:>5}  {rtt:<24}  {r['w1_items_per_s']:>12,.0f}  {r['cpu_items_per_s']:>12,.1f}  {r['how']}"
+            f"  {r['masters']:>7}  {r['hosts']:>5}  {rtt:<24}  {r['w1_items_per_s']:>12,.0f}"
+            f"  {r['cpu_items_per_s']:>12,.1f}  {r['how']}"
+        )
+    print()
+    print(f"hot function, Redis bound: sampleadd over {args.hot_items} pairs in chunks of {args.hot_chunksize}")
+    print(f"  {'masters':>7}  {'hosts':>5}  {'chunks':>7}  {'items/s':>12}  {'chunks/s':>10}  shards")
+    for h in hot:
+        print(
+            f"  {h['masters']:>7}  {h['hosts']:>5}  {h['chunks']:>7}  {h['items_per_s']:>12,.0f}"
+            f"  {h['chunks'] / h['seconds']:>10,.0f}  {h['shards'] or '-'}"
         )
     for n in notes:
         print(f"  note: {n}")
@@ -142,6 +182,7 @@ def main() -> None:
         "args": vars(args),
         "loopback_because": why,
         "rows": rows,
+        "hot": hot,
         "notes": notes,
     }
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
