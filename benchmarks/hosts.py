@@ -6,13 +6,13 @@ not the items, dominate.
 
     .venv/bin/python benchmarks/hosts.py [--masters 1|3|1,3] [--items 1000000] [--hosts 1,2,4]
                                          [--rtt-ms 1.0] [--concurrency 2] [--repeat 3]
-                                         [--hot-items 200000] [--hot-chunksize 50] [--shards N]
+                                         [--hot-items 200000] [--hot-chunksize 50] [--shards 1,0]
                                          [--json hosts.json]
 
 On a cluster the workers and the client reach the nodes at the addresses the nodes announce, each
-host over its own link. ``--shards N`` passes ``shards=N`` to gomap.map (a batch spread over N
-queue keys in different hash slots) where gomap.map takes it; elsewhere the output says it is not
-available and the figures are without it.
+host over its own link. The hot function runs once per ``--shards`` value, the workers' ``-shards``
+(docs/protocol.md, "Sharded queues"): 1 keeps one queue on one master, 0 (the workers' default)
+spreads it over as many shards as the cluster has masters. On one Redis node both are one queue.
 
 Each host is a network namespace joined to Redis's by a veth pair of its own (tests/_hosts.py),
 running one gomap-worker with a fixed ``-concurrency``; the client (this process) reaches Redis
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import platform
@@ -62,12 +61,14 @@ def primes_upto(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def pool(hosts: int, masters: int, args: argparse.Namespace, why: str) -> Iterator[tuple[str, list[float], str]]:
-    """The hosts, each with one worker, before one Redis node or a cluster of masters: yields
-    (client URL, each host's measured RTT in ms, how)."""
+def pool(
+    hosts: int, masters: int, args: argparse.Namespace, why: str, shards: int = 0
+) -> Iterator[tuple[str, list[float], str]]:
+    """The hosts, each with one worker (``-shards shards``), before one Redis node or a cluster of
+    masters: yields (client URL, each host's measured RTT in ms, how)."""
     with Network(hosts=hosts, rtt_ms=args.rtt_ms, masters=masters, loopback=bool(why)) as net:
         for i in range(hosts):
-            net.start_worker(i, concurrency=args.concurrency)
+            net.start_worker(i, "-shards", str(shards), concurrency=args.concurrency)
         if why:
             yield net.redis_url, [], "loopback (no link delay)"
         else:
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--masters", default="1", help="1 (one Redis node), 3 (a Redis Cluster), or both: 1,3")
     ap.add_argument("--hot-items", type=int, default=200_000, help="sampleadd pairs of the hot-function case")
     ap.add_argument("--hot-chunksize", type=int, default=50, help="the hot-function case's chunksize")
-    ap.add_argument("--shards", type=int, default=0, help="gomap.map(..., shards=N), where gomap.map takes it")
+    ap.add_argument("--shards", default="1,0", help="the workers' -shards for the hot function (0: one per master)")
     ap.add_argument("--rtt-ms", type=float, default=1.0)
     ap.add_argument("--concurrency", type=int, default=2, help="each host's worker -concurrency")
     ap.add_argument("--repeat", type=int, default=3)
@@ -105,15 +106,7 @@ def main() -> None:
     args = ap.parse_args()
     counts = [int(h) for h in args.hosts.split(",")]
     masters = [int(m) for m in args.masters.split(",")]
-    opts: dict[str, Any] = {}
-    shards = "not asked for"
-    if args.shards:
-        if "shards" in inspect.signature(gomap.map).parameters:
-            opts["shards"] = args.shards
-            shards = str(args.shards)
-        else:
-            shards = "not available (gomap.map takes no shards here)"
-            print(f"--shards {args.shards}: {shards}; the figures are without it")
+    hot_shards = [int(x) for x in args.shards.split(",")]
     why = "asked for with --loopback" if args.loopback else Network.available()
     if why:
         print(f"worker hosts on loopback, not on delayed links: {why}")
@@ -132,7 +125,7 @@ def main() -> None:
             with pool(hosts, m, args, why) as (url, rtts, how), gomap.Client(url) as client:
 
                 def run(fn: str, xs: list[Any], **kw: Any) -> Callable[[], list[Any]]:
-                    return lambda: gomap.map(fn, xs, client=client, progress=False, **opts, **kw)
+                    return lambda: gomap.map(fn, xs, client=client, progress=False, **kw)
 
                 run("sampleadd", pairs[:10_000])()  # warm up
                 w1 = best(args.repeat, run("sampleadd", pairs), want_add)
@@ -140,17 +133,27 @@ def main() -> None:
                 row = {"masters": m, "hosts": hosts, "how": how, "rtt_ms": rtts, "w1_items_per_s": args.items / w1,
                        "w1_seconds": w1, "cpu_items_per_s": args.cpu_items / cpu, "cpu_seconds": cpu}  # fmt: skip
                 rows.append(row)
-                if hosts == max(counts):  # the hot function: many tiny chunks of sampleadd
-                    t = best(args.repeat, run("sampleadd", hot_pairs, chunksize=args.hot_chunksize), want_hot)
-                    hot.append({"masters": m, "hosts": hosts, "items": len(hot_pairs), "chunksize": args.hot_chunksize,
-                                "chunks": -(-len(hot_pairs) // args.hot_chunksize), "items_per_s": len(hot_pairs) / t,
-                                "seconds": t, "shards": opts.get("shards", 0)})  # fmt: skip
             print(f"  {m} master(s), {hosts} host(s) done", flush=True)
+        for sh in hot_shards if m > 1 else hot_shards[:1]:  # the hot function: many tiny chunks of sampleadd
+            with pool(max(counts), m, args, why, sh) as (url, _, _), gomap.Client(url) as client:
+                [w, *_] = client.workers("sampleadd")
+                gomap.map("sampleadd", pairs[:10_000], client=client, progress=False)  # warm up
+                t = best(
+                    args.repeat,
+                    lambda c=client: gomap.map(
+                        "sampleadd", hot_pairs, chunksize=args.hot_chunksize, client=c, progress=False
+                    ),
+                    want_hot,
+                )
+                n = len(hot_pairs)
+                hot.append({"masters": m, "hosts": max(counts), "items": n, "chunksize": args.hot_chunksize,
+                            "chunks": -(-n // args.hot_chunksize), "items_per_s": n / t, "seconds": t,
+                            "shards": w.shards})  # fmt: skip
     notes = [
         f"All hosts share this machine's {cores} cores: more hosts cannot mean more CPU.",
         f"Each host runs one gomap-worker with -concurrency {args.concurrency} and GOMAXPROCS = {cores} (the default).",
         "Redis: 1 master is one plain redis-server; 3 masters a Redis Cluster, all on this machine (io-threads off).",
-        f"--shards: {shards}.",
+        "shards: how many shards of the queue the workers served (docs/protocol.md, 'Sharded queues').",
     ]
     if rows and "relay" in rows[0]["how"]:
         notes.append("The link delay is a relay process per link (the kernel has no sch_netem): it uses CPU too.")
@@ -173,7 +176,7 @@ def main() -> None:
     for h in hot:
         print(
             f"  {h['masters']:>7}  {h['hosts']:>5}  {h['chunks']:>7}  {h['items_per_s']:>12,.0f}"
-            f"  {h['chunks'] / h['seconds']:>10,.0f}  {h['shards'] or '-'}"
+            f"  {h['chunks'] / h['seconds']:>10,.0f}  {h['shards']}"
         )
     for n in notes:
         print(f"  note: {n}")

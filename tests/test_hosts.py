@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -34,12 +35,12 @@ FAST = ["-heartbeat", "200ms", "-dead-after", "1s", "-shutdown-timeout", "2s"]
 QUEUE = "goworker:queue:samplesleep"
 
 
-def hosts(n: int = 2, *, masters: int = 1, links: bool = False) -> Network:
-    """A Network of n hosts at 1 ms: over links where namespaces can be made; else, when the test
-    needs no link control, on loopback, saying so; else the test skips (fails under CI=true)."""
+def hosts(n: int = 2, *, masters: int = 1, links: bool = False, rtt_ms: float = 1.0) -> Network:
+    """A Network of n hosts at rtt_ms (1 ms): over links where namespaces can be made; else, when the
+    test needs no link control, on loopback, saying so; else the test skips (fails under CI=true)."""
     why = Network.available()
     if not why:
-        return Network(hosts=n, rtt_ms=1.0, masters=masters)
+        return Network(hosts=n, rtt_ms=rtt_ms, masters=masters)
     if os.environ.get("CI") == "true":
         pytest.fail(f"worker hosts cannot be built here: {why}")
     if links:
@@ -253,3 +254,36 @@ def test_a_host_cut_off_mid_batch_loses_nothing(linked: Network) -> None:
 
 def test_a_host_stopped_mid_batch_loses_nothing(net: Network, client: gomap.Client) -> None:
     _fault_batch(net, client, "stop")
+
+
+def test_a_worker_over_a_slow_link_reserves_ahead() -> None:
+    """Over a link of a few milliseconds a worker reserves a job beyond its busy slot (Config.Prefetch,
+    automatic), so that the slot finds its next job in memory; the pool still runs every job once."""
+    with hosts(1, links=True, rtt_ms=3.0) as net:
+        w = net.start_worker(0, *FAST, concurrency=1)
+        r = db(net)
+        with gomap.Client(net.redis_url) as client:
+            for _ in range(4):
+                client.enqueue("samplesleep", 0.5)
+            wait_until(lambda: inflight(r, w.id) >= 2, timeout=10, what="a job reserved beyond the busy slot")
+            assert r.llen(QUEUE) <= 2
+            wait_until(lambda: r.llen(QUEUE) == 0 and inflight(r, w.id) == 0, timeout=15, what="every job ran")
+            assert int(r.get("goworker:stat:processed") or 0) == 4
+
+
+def test_a_slow_host_does_not_hold_the_batch_hostage() -> None:
+    """One host at 50 ms, one at 1 ms: the batch is right, done within seconds (the slow host's
+    chunks are pushed again to the fast one when the batch waits on them: backup chunks), and
+    leaves nothing behind."""
+    with hosts(2, links=True) as net:
+        net.set_delay(1, 50)
+        for i in range(2):
+            net.start_worker(i, *FAST)
+        r = db(net)
+        with gomap.Client(net.redis_url) as client:
+            items = [0.05 + i / 10_000 for i in range(40)]
+            t0 = time.monotonic()
+            assert gomap.map("samplesleep", items, chunksize=1, client=client, progress=False, timeout=30) == items
+            assert time.monotonic() - t0 < 10
+        assert processed_by(r, "host0") > 0
+        wait_until(lambda: not batch_keys(r), timeout=10, what="no batch keys are left")

@@ -107,6 +107,14 @@ type Config struct {
 	// queues. default: 30s
 	DeadAfter time.Duration
 
+	// Prefetch is how many jobs the worker reserves beyond its idle slots, so
+	// that a slot that finishes a job finds the next one in memory instead of
+	// waiting a round trip to Redis for it. 0: automatic, none while the round
+	// trip to Redis averages under 0.5 ms (one machine, one rack), else the
+	// round trip over the average job's time, rounded up, at most Concurrency.
+	// Negative: never. default: 0
+	Prefetch int
+
 	// Shards is how many shards of each queue the worker serves (see
 	// docs/protocol.md, "Sharded queues"): a queue q is served as q and the
 	// shard queues q~k that spread a hot function over a Redis Cluster's

@@ -74,7 +74,9 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 }
 
 // takeToken waits for an idle slot; while every slot is busy, no wait stays
-// armed. It returns false when ctx ends.
+// armed, unless the worker reserves ahead (prefetch.go): then the stash is
+// filled up to ahead() jobs, by a poll and by waits. It returns false when
+// ctx ends.
 func (w *Worker) takeToken(ctx context.Context) bool {
 	select {
 	case <-w.tokens:
@@ -84,18 +86,53 @@ func (w *Worker) takeToken(ctx context.Context) bool {
 	default:
 	}
 	w.disarm()
+	w.refill(ctx)
+	waitAhead := true // until a wait fails: then the next token's reserve handles it, with its backoff
 	for {
+		switch {
+		case waitAhead && w.ahead() > len(w.stash):
+			if err := w.armAll(ctx); err != nil {
+				w.log.Debug("waiting ahead", "err", err)
+				waitAhead = false
+			}
+		case w.anyArmed():
+			w.disarm()
+		}
 		select {
 		case <-w.tokens:
 			return true
+		case r := <-w.waitResults:
+			if _, err := w.waitOutcome(r); err != nil {
+				w.log.Debug("waiting ahead", "queue", r.queue, "err", err)
+				waitAhead = false
+			} else if r.err == nil {
+				w.stash = append(w.stash, r.job)
+			}
 		case qs := <-w.held.longer:
 			w.adoptLonger(ctx, qs)
 		case <-w.pause.changed:
-			w.applyPauses(ctx) // no wait is armed: it only takes note
+			w.applyPauses(ctx)
 		case <-ctx.Done():
 			return false
 		}
 	}
+}
+
+// armAll arms a wait on every queue that is not paused and has none.
+func (w *Worker) armAll(ctx context.Context) error {
+	for _, q := range w.queues {
+		if w.paused[q] {
+			continue
+		}
+		b, err := w.blockerFor(ctx, q)
+		if err != nil {
+			return err
+		}
+		if !b.armed {
+			w.arm(ctx, q, b)
+		}
+	}
+	return nil
 }
 
 // reserve takes the next job: one a wait reserved meanwhile, else an orphan
@@ -118,7 +155,7 @@ func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 		if b := w.blockers[q]; (b != nil && b.armed) || w.paused[q] {
 			continue // its wait takes any job pushed there at once, or it is paused
 		}
-		j, err := w.poll(ctx, q, w.idleSlots())
+		j, err := w.poll(ctx, q, w.idleSlots()+w.ahead())
 		if j != nil || err != nil {
 			return j, err
 		}
@@ -252,17 +289,8 @@ func (w *Worker) closeBlockers() {
 // it adopts.
 func (w *Worker) await(ctx context.Context) (*reserved, error) {
 	for {
-		for _, q := range w.queues {
-			if w.paused[q] {
-				continue
-			}
-			b, err := w.blockerFor(ctx, q)
-			if err != nil {
-				return nil, err
-			}
-			if !b.armed {
-				w.arm(ctx, q, b)
-			}
+		if err := w.armAll(ctx); err != nil {
+			return nil, err
 		}
 		select {
 		case r := <-w.waitResults:

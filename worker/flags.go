@@ -34,6 +34,7 @@ type Flags struct {
 	deadAfter       time.Duration
 	pruneAfter      time.Duration
 	shards          int
+	prefetch        int
 	shutdownTimeout time.Duration
 	itemTimeout     time.Duration
 	jobTimeout      time.Duration
@@ -78,6 +79,9 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 			"(only chunks that run longer report; a negative value turns it off)")
 	fs.DurationVar(&f.deadAfter, "dead-after", DefaultDeadAfter,
 		"how long a worker may miss heartbeats before its in-flight jobs go back to their queues")
+	fs.IntVar(&f.prefetch, "prefetch", 0,
+		"reserve this `number` of jobs beyond the idle slots, so that a slot finds its next job in memory (0: automatic,\n"+
+			"by the round trip to Redis and the jobs' time, none under 0.5 ms; -1: never)")
 	fs.IntVar(&f.shards, "shards", 0,
 		"serve this `number` of shards of each queue (q, q~1, …: a hot function spread over a Redis Cluster's masters);\n"+
 			"0: as many as the cluster has masters, 1 on a single Redis")
@@ -137,6 +141,7 @@ func (f *Flags) Config(getenv func(string) string) (Config, error) {
 		DeadAfter:         f.deadAfter,
 		PruneAfter:        f.pruneAfter,
 		Shards:            f.shards,
+		Prefetch:          f.prefetch,
 		ShutdownTimeout:   f.shutdownTimeout,
 		ItemTimeout:       f.itemTimeout,
 		JobTimeout:        f.jobTimeout,

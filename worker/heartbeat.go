@@ -82,6 +82,7 @@ func (w *Worker) beat(ctx context.Context) error {
 		members = append(members, id)
 	}
 	var pauses func()
+	sent := time.Now()
 	_, err = w.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		pauses = w.readPauses(ctx, pipe)
 		pipe.Set(ctx, w.keys.Alive(w.proc), hb, w.cfg.DeadAfter)
@@ -90,6 +91,9 @@ func (w *Worker) beat(ctx context.Context) error {
 		pipe.HSet(ctx, w.keys.Heartbeat(), fields...)
 		return nil
 	})
+	if err == nil {
+		w.rtt.add(time.Since(sent))
+	}
 	pauses()
 	return err
 }

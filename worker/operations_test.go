@@ -203,3 +203,30 @@ func TestWorkerStartedOnAPausedQueueWaitsForResume(t *testing.T) {
 	}
 	receive(t, calls)
 }
+
+func TestPrefetchReservesJobsAheadOfTheSlots(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	reg := worker.NewRegistry()
+	reg.Register("hold", func(string, ...any) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	cfg := e.config("hostpre")
+	cfg.Queues = []worker.Queue{{Name: "hold"}}
+	cfg.Concurrency = 1
+	cfg.Prefetch = 2
+	e.run(cfg, reg)
+	for i := range 5 {
+		e.push("hold", fmt.Sprintf(`{"class":"hold","args":[%d]}`, i))
+	}
+	<-started
+	inflight := e.keys.Inflight("hold", fmt.Sprintf("hostpre:%d", os.Getpid()))
+	e.eventually("one job runs and two more wait in memory", func() bool {
+		return e.llen(inflight) == 3 && e.llen(e.keys.Queue("hold")) == 2
+	})
+	close(release)
+	e.eventually("every job ran", func() bool { return e.llen(inflight) == 0 && e.llen(e.keys.Queue("hold")) == 0 })
+}

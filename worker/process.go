@@ -31,7 +31,9 @@ type failure struct {
 func (w *Worker) slotLoop(ctx context.Context, slot int) {
 	for j := range w.jobs {
 		w.running.Add(1)
+		t := time.Now()
 		w.process(ctx, slot, j)
+		w.jobTime.add(time.Since(t))
 		w.running.Add(-1)
 		w.tokens <- struct{}{}
 	}

@@ -58,6 +58,9 @@ type Worker struct {
 	ran      atomic.Bool
 	commits  commits // the slots' Redis writes, sent together (process.go)
 
+	rtt     ewma // round trip to Redis (heartbeats); prefetch.go
+	jobTime ewma // time a slot spends on a job
+
 	runaways *runaways               // abandoned calls that still run
 	stopRun  context.CancelCauseFunc // ends Run's context; set by Run before any job runs
 }
@@ -254,6 +257,7 @@ func (w *Worker) connect(ctx context.Context) error {
 		return errors.Join(err, w.closeClients())
 	}
 	w.blockRDB = blk
+	w.measureRTT(ctx)
 	if o, ok := w.cfg.Observer.(DialObserver); ok {
 		observeDials(w.rdb, o)
 		observeDials(w.blockRDB, o)
