@@ -13,6 +13,7 @@ import contextlib
 import functools
 import itertools
 import math
+import statistics
 import time
 import uuid
 import warnings
@@ -44,11 +45,13 @@ Completed = tuple[int, list[Any], list[TaskError]]
 
 
 class _Chunk:
-    __slots__ = ("payload", "queue_key", "size", "start")
+    __slots__ = ("backups", "payload", "pushed", "queue_key", "size", "start")
 
     def __init__(self, start: int, size: int, payload: bytes) -> None:
         self.start, self.size, self.payload = start, size, payload
         self.queue_key = ""  # the queue (shard) key it was pushed to; "" until then
+        self.pushed = 0.0  # time.monotonic() when it was submitted, or last pushed again (_speculate)
+        self.backups = 0  # times it was pushed again (_speculate)
 
 
 class _Source:
@@ -175,6 +178,10 @@ class Batch:
         self._window = window or _defaults.WINDOW_CHUNKS
         self._ttl_ms = max(1000, int(ttl * 1000))
         self._in_flight: dict[int, _Chunk] = {}
+        self._exhausted = False  # every chunk of the input is submitted
+        self._took: list[float] = []  # seconds from submit to outcome of each chunk collected
+        self._backups: list[_Chunk] = []  # chunks pushed a second time (_speculate)
+        self._last_completed = time.monotonic()  # when a chunk last completed
         self.held = 0  # completed chunks a consumer holds back (imap's reorder buffer)
         self._stored: dict[int, list[Any]] = {}  # submit's results, by chunk start
         self._started = False
@@ -227,10 +234,14 @@ class Batch:
         while len(self._in_flight) + self.held + len(new) < self._window:
             chunk = self._source.next()
             if chunk is None:
+                self._exhausted = True
                 break
             new.append(chunk)
         if not new:
             return
+        pushed = time.monotonic()
+        for c in new:
+            c.pushed = pushed
         # Record the chunks before sending them: if this is interrupted (Ctrl-C while the reply is
         # read), cancel must still find and remove whatever reached Redis.
         first = not self._started
@@ -393,6 +404,7 @@ class Batch:
         chunk = self._in_flight.pop(start, None)
         if chunk is None or raw is None:
             return None  # a chunk that ran twice
+        self._took.append(time.monotonic() - chunk.pushed)
         out = _codec.loads(raw)
         values = out["values"]
         if values is None:  # every item failed, in the compact form: an error with a count stands for many
@@ -476,6 +488,7 @@ class Batch:
                 self._wake_in = self.on_wake()
             now = time.monotonic()
             if progressed:
+                self._last_completed = now
                 self._last_progress = now
                 self._seen_worker = True
                 self._absent_since = None
@@ -483,6 +496,43 @@ class Batch:
             elif now - self._last_progress > _defaults.NO_WORKERS_AFTER:
                 self._check_workers()
                 self._last_progress = now
+            self._speculate(now)
+
+    def _speculate(self, now: float) -> None:
+        """Push again, to the head of its queue, each chunk that keeps the batch waiting: the rule
+        is _defaults.SPECULATE_* (a worker that froze, or runs far slower than the rest, holds its
+        chunk until it is declared dead, 30 s by default). A copy may be taken by the very worker
+        that froze (its wait was armed in Redis before it froze), so a chunk may be pushed again up
+        to SPECULATE_MAX times, each after twice the wait of the one before. Outcomes are keyed by
+        start, so whichever run ends later changes nothing; copies left on the queue are removed at
+        the end, or skipped by the worker that takes them (their batch is gone)."""
+        if not self._exhausted or not self._in_flight or not self._took:
+            return
+        if now - min(c.pushed for c in self._in_flight.values()) <= _defaults.SPECULATE_MIN:
+            return  # (cheaper than the median below)
+        after = max(_defaults.SPECULATE_MIN, _defaults.SPECULATE_FACTOR * statistics.median(self._took))
+        tail = len(self._took) >= _defaults.SPECULATE_DONE * (len(self._took) + len(self._in_flight))
+        if not tail and now - self._last_completed <= after:
+            return  # neither the batch's tail nor a stall
+        late = [
+            c
+            for c in self._in_flight.values()
+            if c.backups < _defaults.SPECULATE_MAX and now - c.pushed > after * 2**c.backups
+        ]
+        if not late:
+            return
+
+        def push() -> None:
+            pipe = self._r.pipeline(transaction=False)
+            for c in late:
+                pipe.lpush(c.queue_key or self._queue_key, c.payload)
+            pipe.execute()
+
+        self._call(push)
+        for c in late:
+            c.backups += 1
+            c.pushed = now
+        self._backups += late
 
     def _check_function(self) -> None:
         """Fail at once when live workers run but none offers the function: a typo, or a function
@@ -537,7 +587,7 @@ class Batch:
         """Every chunk is in: delete the batch's keys (this also acknowledges the last reply)."""
         self._state = "finished"
         if self._started:
-            self._clean_up(self._keys_op([]), "finish")
+            self._clean_up(self._keys_op(self._backups), "finish")  # copies still queued go too
 
     def cancel(self, *, now: bool = True) -> None:
         """Cancel the batch: queued chunks are removed, workers skip or stop the rest, keys go.

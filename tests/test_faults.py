@@ -346,3 +346,37 @@ def test_a_bad_item_late_in_a_list_fails_before_any_chunk_runs(client: gomap.Cli
     assert info.value.index == 150_000
     assert int(r.get("goworker:stat:processed") or 0) == before
     assert r.llen("goworker:queue:sampleadd") == 0
+
+
+def test_a_frozen_worker_does_not_hold_the_batch_hostage(fresh_redis: RedisServer):
+    """A worker frozen (SIGSTOP) with a chunk in flight would hold it until it is declared dead
+    (-dead-after 30 s here). The client pushes that chunk again once the rest are done
+    (_defaults.SPECULATE_*): the batch completes in seconds, right. Thawed, the frozen worker's late
+    run changes nothing and leaves nothing behind."""
+    slow = ["-dead-after", "30s"]
+    a = Worker(fresh_redis.url, *slow, host="fast")
+    b = Worker(fresh_redis.url, *slow, host="frozen")
+    r = fresh_redis.redis
+    frozen = False
+    try:
+        with gomap.Client(fresh_redis.url) as client:
+            items = [0.2 + i / 1000 for i in range(16)]
+            batch = gomap.submit("samplesleep", items, chunksize=1, client=client)
+            key = f"goworker:gomap:inflight:{{goworker:queue:samplesleep}}:{b.id}"
+            wait_until(lambda: r.llen(key) > 0, timeout=10, what="the worker to freeze runs a chunk")
+            os.kill(b.proc.pid, signal.SIGSTOP)
+            frozen = True
+            t0 = time.monotonic()
+            assert batch.result(timeout=20) == items
+            assert time.monotonic() - t0 < 10, "the batch waited for the frozen worker"
+            os.kill(b.proc.pid, signal.SIGCONT)
+            frozen = False
+            wait_until(lambda: r.llen(key) == 0, timeout=15, what="the thawed worker lets go of its chunk")
+            wait_until(lambda: not r.keys("goworker:gomap:{*"), timeout=10, what="no batch keys are left")
+            assert r.llen("goworker:queue:samplesleep") == 0
+            assert gomap.map("samplesleep", [0.01] * 8, chunksize=1, client=client, progress=False) == [0.01] * 8
+    finally:
+        if frozen:
+            os.kill(b.proc.pid, signal.SIGCONT)
+        b.stop()
+        a.stop()
