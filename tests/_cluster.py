@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -76,6 +77,7 @@ class Cluster:
         self.masters, self.replicas = masters, replicas
         self.servers: list[RedisServer] = []
         self.killed: list[RedisServer] = []
+        self.paused: list[RedisServer] = []  # frozen (SIGSTOP): not asked anything until resumed
         self.ids: dict[int, str] = {}  # port → node id
         args = ["--cluster-node-timeout", str(node_timeout_ms), "--repl-diskless-sync-delay", "0"]
         try:
@@ -100,12 +102,24 @@ class Cluster:
 
     @property
     def alive(self) -> list[RedisServer]:
-        return [s for s in self.servers if s not in self.killed]
+        """The servers neither killed nor paused."""
+        return [s for s in self.servers if s not in self.killed and s not in self.paused]
 
     def stop(self) -> None:
         """Stop every server (each by its PID) and remove its directory."""
+        for s in self.paused:
+            s.resume()  # so that SIGTERM ends it
         for s in self.servers:
             s.stop()
+
+    def pause(self, server: RedisServer) -> None:
+        """Freeze ``server`` (SIGSTOP): a replica paused misses what its master writes meanwhile."""
+        self.paused.append(server)
+        server.pause()
+
+    def resume(self, server: RedisServer) -> None:
+        server.resume()
+        self.paused.remove(server)
 
     def by_id(self, node_id: str) -> RedisServer:
         return next(s for s in self.servers if self.ids.get(s.port) == node_id)
@@ -126,12 +140,16 @@ class Cluster:
                 return self.by_id(n.id)
         raise AssertionError(f"no live master serves slot {slot} ({key})")
 
+    def replica_servers(self) -> list[RedisServer]:
+        """The servers that are replicas now."""
+        return [self.by_id(n.id) for n in self.nodes() if "slave" in n.flags and not n.failed]
+
     def replicas_of(self, master: RedisServer) -> list[RedisServer]:
         mid = self.ids[master.port]
         return [self.by_id(n.id) for n in self.nodes() if n.master_id == mid]
 
     @staticmethod
-    def read(server: RedisServer, *command: object) -> object:
+    def read(server: RedisServer, *command: object) -> Any:
         """Run a read command on ``server``, a replica too (READONLY on the same connection)."""
         pipe = server.redis.pipeline(transaction=False)
         pipe.execute_command("READONLY")

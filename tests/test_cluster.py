@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 import gomap
 
-from .conftest import RedisServer, Worker, wait_until
+from ._cluster import Cluster
+from .conftest import Worker
 
 
 @pytest.fixture(scope="module")
 def cluster_url() -> Iterator[str]:
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.skip("redis-cli is not on PATH (apt-get install redis-server)")
-    servers: list[RedisServer] = []
-    try:
-        for _ in range(3):
-            servers.append(RedisServer(cluster=True))
-        addrs = [s.address for s in servers]
-        subprocess.run([cli, "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)  # fmt: skip
-        wait_until(lambda: all(s.redis.cluster("info")["cluster_state"] == "ok" for s in servers), timeout=30,
-                   what="the cluster is ok")  # fmt: skip
-        yield servers[0].url
-    finally:
-        for s in servers:
-            s.stop()
+    with Cluster(masters=3) as cluster:
+        yield cluster.url
 
 
 def test_map_on_a_redis_cluster(cluster_url):

@@ -15,6 +15,7 @@
 package workercmd
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/gomap/gomap/worker"
+	"github.com/redis/go-redis/v9"
 )
 
 // Env is what Run takes from its process. Main passes the real ones; a test
@@ -85,6 +87,8 @@ func Run(name string, reg *worker.Registry, args []string, env Env) int {
 		return 2
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	// go-redis' own lines (a pool that cannot dial, …) go through the same logger, not raw to stderr.
+	redis.SetLogger(redisLogger{cfg.Logger})
 	err = serve(cfg, reg, *o, env)
 	switch {
 	case errors.Is(err, worker.ErrConfig): // what the flags said is wrong, found by worker.New
@@ -195,4 +199,11 @@ and restarts in place (same pid), or exits with status 3 if it cannot.
 Flags:
 `, name, strings.Join(reg.Names(), ", "))
 	fs.PrintDefaults()
+}
+
+// redisLogger passes go-redis' log lines to the worker's logger, as warnings.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -139,6 +140,14 @@ func Open(ctx context.Context, o Options) (redis.UniversalClient, error) {
 	return redis.NewClusterClient(ClusterOptions(opt)), nil
 }
 
+// ClusterReload is how old a cluster client's view of the topology (which
+// master serves which slot) may get before the next command reloads it.
+// go-redis reloads it at once only on a MOVED or ASK reply, not when a master
+// stops answering; after a failover the commands for the dead master's slots
+// would fail until the next reload (go-redis' default: 60 s). One reload is a
+// CLUSTER SLOTS per worker process, in the background.
+const ClusterReload = time.Second
+
 // ClusterOptions turns single-node options into cluster options seeded with
 // that node.
 func ClusterOptions(opt *redis.Options) *redis.ClusterOptions {
@@ -152,7 +161,8 @@ func ClusterOptions(opt *redis.Options) *redis.ClusterOptions {
 		Dialer:         opt.Dialer,
 		Protocol:       opt.Protocol,
 
-		ContextTimeoutEnabled: opt.ContextTimeoutEnabled,
+		ContextTimeoutEnabled:      opt.ContextTimeoutEnabled,
+		ClusterStateReloadInterval: ClusterReload,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestParseHonoursUserPasswordAndDB(t *testing.T) {
@@ -60,5 +61,17 @@ func TestVersionCheck(t *testing.T) {
 		if err := checkVersion(info); (err == nil) != ok {
 			t.Errorf("%q: %v", info, err)
 		}
+	}
+}
+
+func TestClusterClientsReloadTheTopologyOften(t *testing.T) {
+	// After a failover, a cluster client must find the promoted replica within
+	// about a second, not at go-redis' default of 60 s (tests/test_failover.py).
+	opt, err := Parse(Options{URI: "redis://h:1/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ClusterOptions(opt).ClusterStateReloadInterval; got != ClusterReload || got > 2*time.Second {
+		t.Errorf("ClusterStateReloadInterval = %v, want %v", got, ClusterReload)
 	}
 }
