@@ -182,6 +182,7 @@ class Batch:
         self._took: list[float] = []  # seconds from submit to outcome of each chunk collected
         self._backups: list[_Chunk] = []  # chunks pushed a second time (_speculate)
         self._last_completed = time.monotonic()  # when a chunk last completed
+        self._spec_checked = 0.0  # when _speculate last looked
         self.held = 0  # completed chunks a consumer holds back (imap's reorder buffer)
         self._stored: dict[int, list[Any]] = {}  # submit's results, by chunk start
         self._started = False
@@ -506,8 +507,9 @@ class Batch:
         to SPECULATE_MAX times, each after twice the wait of the one before. Outcomes are keyed by
         start, so whichever run ends later changes nothing; copies left on the queue are removed at
         the end, or skipped by the worker that takes them (their batch is gone)."""
-        if not self._exhausted or not self._in_flight or not self._took:
+        if not self._exhausted or not self._in_flight or not self._took or now - self._spec_checked < 0.25:
             return
+        self._spec_checked = now  # a look costs a pass over the chunks in flight: at most 4 a second
         if now - min(c.pushed for c in self._in_flight.values()) <= _defaults.SPECULATE_MIN:
             return  # (cheaper than the median below)
         after = max(_defaults.SPECULATE_MIN, _defaults.SPECULATE_FACTOR * statistics.median(self._took))

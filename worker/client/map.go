@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,6 +119,7 @@ func (c *Client) Map(ctx context.Context, function string, items []any, o *MapOp
 	if err := b.submit(ctx, payloads); err != nil {
 		return nil, errors.Join(err, b.cancel(ctx))
 	}
+	b.backups = newBackups(slices.Collect(maps.Keys(b.pending)), time.Now())
 	out, err := b.collect(ctx)
 	if err != nil {
 		return nil, errors.Join(err, b.cancel(ctx))
@@ -158,6 +160,7 @@ type batch struct {
 	elsewhere   []string  // the other queues of live workers that offer the function
 	limitFrom   string    // where o.MaxPayload came from, for messages
 	shards      []string  // the queue's shards the chunks go round (one Redis: the queue alone)
+	backups     *backups  // chunk times, for backup chunks (backup.go)
 	unreachable bool      // Redis failed for StallTolerance: a cancel gets only cancelGrace
 	meta        string
 	results     string
@@ -425,6 +428,11 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 		if b.o.Progress != nil {
 			b.o.Progress(b.completed+int(b.running), b.n)
 		}
+		if len(b.pending) > 0 && b.backups != nil {
+			if err := b.retry(ctx, "pushing late chunks again", b.pushBackups); err != nil {
+				return nil, err
+			}
+		}
 		if got > 0 {
 			lastProgress = time.Now()
 			b.seen, b.absent = true, time.Time{}
@@ -522,6 +530,9 @@ func (b *batch) take(ctx context.Context, out []jsontext.Value, block bool) (int
 		}
 		delete(b.pending, start)
 		b.completed += b.sizes[start]
+		if b.backups != nil {
+			b.backups.completed(start, time.Now())
+		}
 		got++
 	}
 	b.acks = acks
@@ -656,7 +667,17 @@ func (b *batch) finish(ctx context.Context) error {
 		defer stop()
 	}
 	err := b.retry(ctx, "deleting its keys", func(ctx context.Context) error {
-		return b.c.rdb.Del(ctx, b.meta, b.results, b.done, b.taken).Err()
+		if b.backups == nil || len(b.backups.copies) == 0 {
+			return b.c.rdb.Del(ctx, b.meta, b.results, b.done, b.taken).Err()
+		}
+		_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Del(ctx, b.meta, b.results, b.done, b.taken)
+			for start, p := range b.backups.copies { // copies still queued: no worker needs to skip them
+				pipe.LRem(ctx, b.shardKey(start), 0, p)
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		if own {

@@ -1,0 +1,67 @@
+package client_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gomap/gomap/worker/client"
+	"github.com/gomap/gomap/worker/internal/protocol"
+	"github.com/gomap/gomap/worker/internal/redistest"
+)
+
+// A chunk that a worker took and will never finish (it froze, or a
+// failover lost it from the queue) is pushed again by Map: the batch
+// completes, right, instead of waiting for the worker to be declared dead.
+func TestMapPushesAChunkThatNeverCameBackAgain(t *testing.T) {
+	srv := redistest.Start(t)
+	startWorker(t, srv.URI)
+	c := dial(t, srv.URI)
+	ctx := context.Background()
+	rdb := srv.Client()
+	ins := c.Inspect()
+	if err := ins.Pause(ctx, "sampleadd"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
+		ps, err := ins.Processes(ctx)
+		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleadd"})
+	})
+	type result struct {
+		got []int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		got, err := client.MapAs[int](ctx, c, "sampleadd", pairs(40), &client.MapOptions{ChunkSize: 10})
+		done <- result{got, err}
+	}()
+	queue := protocol.NewKeys("").Queue("sampleadd")
+	redistest.Eventually(t, 10*time.Second, "the 4 chunks wait on the queue", func() bool {
+		return rdb.LLen(ctx, queue).Val() == 4
+	})
+	// A "frozen worker" takes the last chunk and never gives it back.
+	if err := rdb.RPop(ctx, queue).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins.Resume(ctx, "sampleadd"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		for i, v := range r.got {
+			if v != 3*i {
+				t.Fatalf("result %d = %d", i, v)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Map waited for the chunk that never came back")
+	}
+	assertNoBatchKeys(t, srv)
+}
