@@ -227,20 +227,18 @@ class Dashboard:
         return await self._api(request, op)
 
     async def retry_one(self, request: Request) -> Response:
-        index = request.path_params["index"]
-
-        def op(_: Any) -> dict[str, Any]:
-            e = self.inspector.retry(index)
-            return {"retried": 1, "index": e.index, "class": e.class_, "queue": e.queue}
-
-        return await self._api(request, op, action=True)
+        return await self._on_failed(request, "retried", self.inspector.retry)
 
     async def remove_one(self, request: Request) -> Response:
+        return await self._on_failed(request, "removed", self.inspector.remove)
+
+    async def _on_failed(self, request: Request, did: str, act: Callable[[int], Any]) -> Response:
+        """An action on the failed entry at the path's index; the reply names it."""
         index = request.path_params["index"]
 
         def op(_: Any) -> dict[str, Any]:
-            e = self.inspector.remove(index)
-            return {"removed": 1, "index": e.index, "class": e.class_, "queue": e.queue}
+            e = act(index)
+            return {did: 1, "index": e.index, "class": e.class_, "queue": e.queue}
 
         return await self._api(request, op, action=True)
 

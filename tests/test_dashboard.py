@@ -27,6 +27,7 @@ from gomap._dashboard import Dashboard
 from gomap._inspect import Inspector
 
 from .conftest import ROOT, stop_process, wait_until
+from .test_inspect import cli
 from .test_local import no_redis_env
 
 pytest.importorskip("starlette", reason='the dashboard extra is not installed: pip install -e ".[dev]"')
@@ -58,17 +59,6 @@ ACTIONS = [
     "/api/failed/clear",
     "/api/batches/nope/cancel",
 ]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gomap", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=no_redis_env(),
-    )
 
 
 @contextlib.contextmanager

@@ -21,14 +21,15 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import gomap
 
 from ._cluster import Cluster
-from .conftest import Worker, pid_alive, wait_until
+from .conftest import RedisServer, Worker, pid_alive, wait_until
+from .test_faults import in_thread
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -87,22 +88,6 @@ def pool(cluster: Cluster) -> Iterator[tuple[str, list[Worker]]]:
             w.stop()
 
 
-def in_thread(call: Callable[[], list[object]]) -> tuple[threading.Thread, list[object], list[BaseException]]:
-    """Start call in a thread; the lists fill with its results, or with what it raised."""
-    results: list[object] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.extend(call())
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=run, name="failover-batch")
-    t.start()
-    return t, results, errors
-
-
 def check_pool_after(client: gomap.Client, workers: list[Worker]) -> None:
     """The workers did not exit, they are registered and alive again on the new topology, and a
     new batch runs."""
@@ -135,6 +120,17 @@ def report(what: str, killed_at: float, promoted_at: float, done_at: float, work
         print(f"  {w.id}: " + ("; ".join(f"{n} x {k}" for k, n in seen.most_common(6)) or "nothing above info"))
 
 
+def fail_over(cluster: Cluster, master: RedisServer, key: str, batch: threading.Thread) -> tuple[float, float, float]:
+    """Kill master (of key's slot), wait for its replica's promotion, then for the batch's thread:
+    returns when the master was killed, when the promotion was seen and when the batch ended."""
+    killed_at = cluster.kill(master)
+    cluster.wait_promoted(cluster.keyslot(key), master)
+    promoted_at = time.monotonic()
+    batch.join(BATCH_TIMEOUT + 5)
+    assert not batch.is_alive()
+    return killed_at, promoted_at, time.monotonic()
+
+
 def test_killing_the_master_of_a_batchs_keys(cluster: Cluster, pool: tuple[str, list[Worker]]) -> None:
     url, workers = pool
     with gomap.Client(url) as client:
@@ -145,12 +141,7 @@ def test_killing_the_master_of_a_batchs_keys(cluster: Cluster, pool: tuple[str, 
         wait_until(lambda: batch.completed >= 8, timeout=15, what="8 items are collected")
         master = cluster.master_of(meta)
         same_as_queue = master is cluster.master_of(client.keys.queue("samplesleep"))
-        killed_at = cluster.kill(master)
-        cluster.wait_promoted(cluster.keyslot(meta), master)
-        promoted_at = time.monotonic()
-        thread.join(BATCH_TIMEOUT + 5)
-        assert not thread.is_alive()
-        done_at = time.monotonic()
+        killed_at, promoted_at, done_at = fail_over(cluster, master, meta, thread)
         report(f"batch keys' master killed (the base queue's too: {same_as_queue}): {errors or 'completed'}",
                killed_at, promoted_at, done_at, workers)  # fmt: skip
         assert not errors, errors
@@ -170,12 +161,7 @@ def test_killing_the_master_of_the_queue(cluster: Cluster, pool: tuple[str, list
         wait_until(lambda: batch.completed >= 8, timeout=15, what="8 items are collected")
         waiting = int(cluster.read(replica, "LLEN", queue))
         assert waiting > 0
-        killed_at = cluster.kill(master)
-        cluster.wait_promoted(cluster.keyslot(queue), master)
-        promoted_at = time.monotonic()
-        thread.join(BATCH_TIMEOUT + 5)
-        assert not thread.is_alive()
-        done_at = time.monotonic()
+        killed_at, promoted_at, done_at = fail_over(cluster, master, queue, thread)
         report(f"queue's master killed ({waiting} jobs waiting on it): {errors or 'completed'}",
                killed_at, promoted_at, done_at, workers)  # fmt: skip
         assert not errors, errors
