@@ -113,6 +113,7 @@ class Process:
     cores: int
     alive: bool  # its alive key exists: it sent a heartbeat within dead_after
     paused: tuple[str, ...] = ()  # the paused queues it has stopped taking jobs from
+    shards: int = 1  # shards of each queue it serves (docs/protocol.md, "Sharded queues")
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class Status:
     failed: int
     requeued: int  # jobs the reaper put back on their queues after their worker died (gomap:stat:requeued)
     pruned: int = 0  # Resque worker ids the reaper removed because their heartbeat stopped (gomap:stat:pruned)
+    unserved: tuple[str, ...] = ()  # queues with jobs that no live worker serves (gomap's or another Resque's)
     batches_error: str = ""  # why the batches could not be read ("" when they could)
     read_at: float = field(default_factory=time.time)
 
@@ -201,7 +203,8 @@ class Status:
         busy = [s for s in self.slots if s.gomap and s.job]
         lines.append(f"{len(busy)} gomap slot{'s' if len(busy) != 1 else ''} busy")
         for q in self.queues:
-            lines.append(f"  queue {q.name}: {q.length} waiting{' (paused)' if q.paused else ''}")
+            note = " (paused)" if q.paused else " (no live worker serves it)" if q.name in self.unserved else ""
+            lines.append(f"  queue {q.name}: {q.length} waiting{note}")
         if self.batches_error:
             lines.append(f"  batches {self.batches_error}")
         for b in self.batches:
@@ -348,6 +351,7 @@ class Inspector:
                         cores=int(rec.get("cores", 0) or 0),
                         alive=bool(a),
                         paused=tuple(rec.get("paused") or ()),
+                        shards=int(rec.get("shards", 1) or 1),
                     )
                     for rec, a in zip(recs, alive, strict=True)
                 ),
@@ -437,12 +441,18 @@ class Inspector:
         except RedisCommandError as e:
             batches_error = f"not read: {e}"
         requeued, pruned = self.counters()
+        queues, slots, processes = self.queues(), self.workers(), self.processes()
+        k = self.client.keys
+        served = {s for p in processes if p.alive for q in p.queues for s in shard_names(k, q, p.shards)}
+        served |= {q for s in slots if not s.gomap and not s.stale for q in s.queues}  # Ruby's, Node's
+        everything = "*" in served  # a Resque worker on every queue
         return Status(
             url=_redacted(self.client.url),
             namespace=self.client.namespace,
-            queues=tuple(self.queues()),
-            slots=tuple(self.workers()),
-            processes=tuple(self.processes()),
+            queues=tuple(queues),
+            slots=tuple(slots),
+            processes=tuple(processes),
+            unserved=tuple(q.name for q in queues if q.length and q.name not in served and not everything),
             batches=tuple(found),
             batches_error=batches_error,
             processed=processed,

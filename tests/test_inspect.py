@@ -201,6 +201,8 @@ def test_queues_and_status_commands(fresh_redis):
     assert out.returncode == 0 and out.stdout.splitlines() == ["a: 2 waiting", "b: 0 waiting"], out
     out = cli("status", "--url", fresh_redis.url)
     assert out.returncode == 0 and "processed 7, failed 2, requeued 3, pruned 1" in out.stdout, out
+    assert "queue a: 2 waiting (no live worker serves it)" in out.stdout, out
+    assert "queue b: 0 waiting\n" in out.stdout, out  # empty: nothing to say
 
 
 def test_batch_progress_counts_the_items_done(fresh_redis, start_worker):

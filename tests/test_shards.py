@@ -63,6 +63,11 @@ def test_a_batch_goes_round_the_shards_one_per_master(cluster):
                 what="the 30 spread plain jobs ran",
             )
 
+            # A shard no worker serves (left by workers with another -shards) is pointed out.
+            client.enqueue("samplesleep", 0.01, queue="samplesleep~99")
+            assert "queue samplesleep~99: 1 waiting (no live worker serves it)" in inspector.status().text()
+            client.redis.delete(client.keys.queue("samplesleep~99"))
+
             # Cancelling a batch removes its chunks from every shard.
             inspector.pause("samplesleep", wait=10)
             with pytest.warns(UserWarning, match="is paused"):
