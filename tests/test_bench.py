@@ -75,3 +75,36 @@ def test_a_case_that_cannot_finish_fails_the_run_and_keeps_the_others(tmp_path: 
     assert doc["cases"]["plain"]["check"] != "passed"
     assert "did not drain 200 jobs" in doc["cases"]["plain"]["check"]
     assert doc["cases"]["plain"]["measures"] == []
+
+
+def run_script(tmp_path: Path, script: str, *args: str) -> dict:
+    out = tmp_path / "out.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMAP_REDIS_URL", "REDIS_URL")}
+    env["GOMAP_WORKER_BINARY"] = worker_binary()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--json", str(out), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_shards_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/shards.py with tiny sizes: both shard counts drained, with each process's CPU."""
+    doc = run_script(tmp_path, "shards.py", "--jobs", "2000", "--repeat", "1")
+    assert sorted(r["shards"] for r in doc["rows"]) == [1, 3]
+    assert all(r["jobs_per_s"] > 0 and len(r["cpu_masters"]) == 3 for r in doc["rows"])
+
+
+def test_hosts_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/hosts.py with tiny sizes, on loopback (no namespaces needed): every case measured."""
+    doc = run_script(
+        tmp_path, "hosts.py", "--loopback", "--items", "20000", "--cpu-items", "4", "--cpu-base", "1000",
+        "--hosts", "1", "--hot-items", "2000", "--repeat", "1", "--shards", "1",
+    )  # fmt: skip
+    assert [r["hosts"] for r in doc["rows"]] == [1]
+    assert doc["rows"][0]["w1_items_per_s"] > 0 and doc["rows"][0]["cpu_items_per_s"] > 0
