@@ -291,6 +291,12 @@ func TestBatchReserveStopsAfterAnOversizeJob(t *testing.T) {
 // does before it stops: once Run returns, every job is counted and out of
 // flight, none back on its queue.
 func TestRunReturnsOnceEveryAckIsWritten(t *testing.T) {
+	for _, prefetch := range []int{-1, 3} { // reserving ahead arms waits while every slot is busy
+		t.Run(fmt.Sprintf("prefetch=%d", prefetch), func(t *testing.T) { runReturnsOnceEveryAckIsWritten(t, prefetch) })
+	}
+}
+
+func runReturnsOnceEveryAckIsWritten(t *testing.T, prefetch int) {
 	e := newEnv(t)
 	reg, calls := recorder("acks")
 	const n = 300
@@ -301,6 +307,7 @@ func TestRunReturnsOnceEveryAckIsWritten(t *testing.T) {
 	cfg.Queues = []worker.Queue{{Name: "acks"}}
 	cfg.Concurrency = 8
 	cfg.ExitOnComplete = true
+	cfg.Prefetch = prefetch
 	w, err := worker.New(cfg, reg)
 	if err != nil {
 		t.Fatal(err)

@@ -141,6 +141,11 @@ func (w *Worker) armAll(ctx context.Context) error {
 // first on any queue within Interval.
 func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 	w.checkPauses(ctx)
+	if w.cfg.ExitOnComplete && w.anyArmed() {
+		// Waits armed to reserve ahead (takeToken): with none armed, an empty
+		// poll of every queue means the queues are empty.
+		w.disarm()
+	}
 	w.drainWaits()
 	if j := w.unstash(); j != nil {
 		return j, nil
