@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/go-json-experiment/json"
@@ -94,6 +95,29 @@ func (c *Client) Enqueue(ctx context.Context, queue, class string, args ...any) 
 		return nil
 	})
 	return err
+}
+
+// EnqueueSpread is Enqueue for a busy plain queue on a Redis Cluster: the job
+// goes to a random shard of queue among those every live gomap worker on it
+// serves (docs/protocol.md, "Sharded queues"), so that the queue's traffic
+// is shared by the masters. On a single Redis, or with no live worker on the
+// queue, it is Enqueue. Only gomap workers serve the other shards.
+func (c *Client) EnqueueSpread(ctx context.Context, queue, class string, args ...any) error {
+	if _, cluster := c.rdb.(*redis.ClusterClient); cluster {
+		procs, err := c.Workers(ctx, queue)
+		if err != nil {
+			return err
+		}
+		if len(procs) > 0 {
+			n := protocol.MaxShards
+			for _, p := range procs {
+				n = min(n, max(p.Shards, 1))
+			}
+			shards := c.keys.Shards(queue, n)
+			queue = shards[rand.IntN(len(shards))]
+		}
+	}
+	return c.Enqueue(ctx, queue, class, args...)
 }
 
 // QueueLength is the number of jobs waiting on queue.

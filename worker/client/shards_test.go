@@ -77,4 +77,40 @@ func TestMapSpreadsChunksOverTheShards(t *testing.T) {
 			t.Fatalf("result %d = %d", i, v)
 		}
 	}
+
+	// Plain jobs, opted in, go round the shards too; the worker runs them all.
+	if err := ins.Pause(ctx, "sampleupper"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
+		ps, err := ins.Processes(ctx)
+		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleupper"})
+	})
+	before, err := ins.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if err := c.EnqueueSpread(ctx, "sampleupper", "sampleupper", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := int64(0)
+	for _, q := range keys.Shards("sampleupper", 3) {
+		n := rdb.LLen(ctx, keys.Queue(q)).Val()
+		if n == 0 {
+			t.Errorf("shard %s got none of the 30 spread jobs", q)
+		}
+		total += n
+	}
+	if total != 30 {
+		t.Fatalf("%d jobs on the shards, want 30", total)
+	}
+	if err := ins.Resume(ctx, "sampleupper"); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the 30 spread jobs ran", func() bool {
+		s, err := ins.Stats(ctx)
+		return err == nil && s.Processed >= before.Processed+30
+	})
 }
