@@ -75,7 +75,8 @@ def _enqueue(args: argparse.Namespace) -> int:
 
 NOTHING_TO_INSPECT = (
     "nothing to inspect: no Redis URL. Point gomap at a pool with --url redis://host:6379/0 or set "
-    "GOMAP_REDIS_URL (or REDIS_URL); a notebook's embedded default is inspected from Python with gomap.status()"
+    "GOMAP_REDIS_URL (or REDIS_URL); a notebook's embedded default is inspected from Python with gomap.status() "
+    "or gomap.dashboard()"
 )
 
 
