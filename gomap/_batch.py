@@ -504,7 +504,8 @@ class Batch:
         is _defaults.SPECULATE_* (a worker that froze, or runs far slower than the rest, holds its
         chunk until it is declared dead, 30 s by default). A copy may be taken by the very worker
         that froze (its wait was armed in Redis before it froze), so a chunk may be pushed again up
-        to SPECULATE_MAX times, each after twice the wait of the one before. Outcomes are keyed by
+        to SPECULATE_MAX times, each after twice the wait of the one before. A chunk still on its
+        queue (no worker took it yet, or none runs) is not pushed again. Outcomes are keyed by
         start, so whichever run ends later changes nothing; copies left on the queue are removed at
         the end, or skipped by the worker that takes them (their batch is gone)."""
         if not self._exhausted or not self._in_flight or not self._took or now - self._spec_checked < 0.25:
@@ -524,17 +525,26 @@ class Batch:
         if not late:
             return
 
-        def push() -> None:
+        def push() -> list[_Chunk]:
+            # Only a chunk no longer queued is held (or lost): one still waiting for a worker (all
+            # of them while no worker runs) would only be queued twice.
             pipe = self._r.pipeline(transaction=False)
             for c in late:
-                pipe.lpush(c.queue_key or self._queue_key, c.payload)
-            pipe.execute()
+                pipe.lpos(c.queue_key or self._queue_key, c.payload)
+            held = [c for c, at in zip(late, pipe.execute(), strict=True) if at is None]
+            if held:
+                pipe = self._r.pipeline(transaction=False)
+                for c in held:
+                    pipe.lpush(c.queue_key or self._queue_key, c.payload)
+                pipe.execute()
+            return held
 
-        self._call(push)
+        held = self._call(push)
         for c in late:
+            c.pushed = now  # a chunk still queued is looked at again after the same wait
+        for c in held:
             c.backups += 1
-            c.pushed = now
-        self._backups += late
+        self._backups += held
 
     def _check_function(self) -> None:
         """Fail at once when live workers run but none offers the function: a typo, or a function

@@ -71,19 +71,20 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 (``max_payload`` in their record). A bigger chunk raises PayloadTooLarge before anything runs."""
 
 NO_WORKERS_AFTER = 3.0
+"""Seconds without progress after which the client checks that a live worker takes the queue."""
 
 SPECULATE_DONE = 0.75
 """Backup chunks (docs/reliability.md, "A slow or frozen worker"): once every chunk of a batch is
 submitted, let T be SPECULATE_FACTOR times the median time the done chunks took (from submit to
 outcome), and at least SPECULATE_MIN seconds. When this share of the chunks is done, or when no
-chunk has completed for T, a chunk outstanding for more than T is pushed again, once, to the head
-of its queue; again after 2 T, 4 T, at most SPECULATE_MAX times (a copy can go to the very worker
-that froze: its wait was armed before). Whichever run ends first gives its outcome; outcomes are
-keyed by the chunk's start, so the others change nothing."""
+chunk has completed for T, a chunk outstanding for more than T and no longer on its queue (a
+worker holds it, or it was lost) is pushed again to the head of its queue; again after 2 T, then
+4 T, at most SPECULATE_MAX times (a copy can go to the very worker that froze: its wait was armed
+before). Whichever run ends first gives its outcome; outcomes are keyed by the chunk's start, so
+the others change nothing."""
 SPECULATE_FACTOR = 3.0
 SPECULATE_MIN = 1.0
 SPECULATE_MAX = 3
-"""Seconds without progress after which the client checks that a live worker takes the queue."""
 
 SUBMIT_GROUP_CHUNKS = 1000
 """Most chunks pushed by one call of the submit script, so one call neither blocks Redis long nor

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -77,15 +78,38 @@ func (k *backups) late(pending int, now time.Time) []int64 {
 	return late
 }
 
-// pushBackups pushes the late chunks again, to the head of their queues.
+// pushBackups pushes the late chunks that are no longer queued (a worker
+// holds them, or they were lost) again, to the head of their queues. A chunk
+// still queued (no worker took it yet, or none runs) is looked at again
+// after the same wait.
 func (b *batch) pushBackups(ctx context.Context) error {
 	now := time.Now()
 	late := b.backups.late(len(b.pending), now)
 	if len(late) == 0 {
 		return nil
 	}
+	at := make([]*redis.IntCmd, len(late))
 	_, err := b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, s := range late {
+		for i, s := range late {
+			at[i] = pipe.LPos(ctx, b.shardKey(s), b.pending[s], redis.LPosArgs{})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	var held []int64
+	for i, s := range late {
+		b.backups.pushed[s] = now
+		if errors.Is(at[i].Err(), redis.Nil) {
+			held = append(held, s)
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	_, err = b.c.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, s := range held {
 			pipe.LPush(ctx, b.shardKey(s), b.pending[s])
 		}
 		return nil
@@ -93,9 +117,8 @@ func (b *batch) pushBackups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range late {
+	for _, s := range held {
 		b.backups.count[s]++
-		b.backups.pushed[s] = now
 		b.backups.copies[s] = b.pending[s]
 	}
 	return nil
