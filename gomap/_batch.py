@@ -33,6 +33,7 @@ from ._exceptions import (
     GomapError,
     NoWorkersError,
     PayloadTooLarge,
+    RedisCommandError,
     TaskError,
     Timeout,
     UnknownFunctionError,
@@ -183,6 +184,7 @@ class Batch:
         self._backups: list[_Chunk] = []  # chunks pushed a second time (_speculate)
         self._last_completed = time.monotonic()  # when a chunk last completed
         self._spec_checked = 0.0  # when _speculate last looked
+        self._speculating = True  # False once Redis refused a backup chunk
         self.held = 0  # completed chunks a consumer holds back (imap's reorder buffer)
         self._stored: dict[int, list[Any]] = {}  # submit's results, by chunk start
         self._started = False
@@ -508,7 +510,9 @@ class Batch:
         queue (no worker took it yet, or none runs) is not pushed again. Outcomes are keyed by
         start, so whichever run ends later changes nothing; copies left on the queue are removed at
         the end, or skipped by the worker that takes them (their batch is gone)."""
-        if not self._exhausted or not self._in_flight or not self._took or now - self._spec_checked < 0.25:
+        if not self._speculating or not self._exhausted or not self._in_flight or not self._took:
+            return
+        if now - self._spec_checked < 0.25:
             return
         self._spec_checked = now  # a look costs a pass over the chunks in flight: at most 4 a second
         if now - min(c.pushed for c in self._in_flight.values()) <= _defaults.SPECULATE_MIN:
@@ -539,7 +543,12 @@ class Batch:
                 pipe.execute()
             return held
 
-        held = self._call(push)
+        try:
+            held = self._call(push)
+        except RedisCommandError as e:  # e.g. a Redis user without +lpos (docs/security.md)
+            warnings.warn(f"batch {self.id}: no backup chunks, Redis refused them: {e}", RuntimeWarning, stacklevel=1)
+            self._speculating = False
+            return
         for c in late:
             c.pushed = now  # a chunk still queued is looked at again after the same wait
         for c in held:

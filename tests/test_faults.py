@@ -380,3 +380,27 @@ def test_a_frozen_worker_does_not_hold_the_batch_hostage(fresh_redis: RedisServe
             os.kill(b.proc.pid, signal.SIGCONT)
         b.stop()
         a.stop()
+
+
+def test_backup_chunks_refused_by_redis_warn_and_change_nothing_else():
+    """A Redis user without +lpos (an ACL written before backup chunks): the client warns once
+    and goes on without them; the batch fails only by its own timeout, with no other error."""
+    server = RedisServer(tcp=True)
+    w = None
+    try:
+        server.redis.execute_command("ACL", "SETUSER", "nolpos", "on", ">pw", "~*", "&*", "+@all", "-lpos")
+        url = f"redis://nolpos:pw@127.0.0.1:{server.port}/"
+        w = Worker(server.url)
+        with gomap.Client(url) as client:
+            inspector = gomap.Inspector(client)
+            assert inspector.pause("sampleadd", wait=10).complete
+            with pytest.warns(UserWarning, match="is paused"):
+                batch = gomap.submit("sampleadd", [(i, 1) for i in range(4)], chunksize=1, client=client)
+            server.redis.rpop("goworker:queue:sampleadd")  # a chunk a worker took and never gave back
+            inspector.resume("sampleadd", wait=10)
+            with pytest.warns(RuntimeWarning, match="no backup chunks"), pytest.raises(gomap.Timeout):
+                batch.result(timeout=4)
+    finally:
+        if w is not None:
+            w.stop()
+        server.stop()

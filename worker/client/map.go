@@ -429,7 +429,12 @@ func (b *batch) collect(ctx context.Context) ([]jsontext.Value, error) {
 			b.o.Progress(b.completed+int(b.running), b.n)
 		}
 		if len(b.pending) > 0 && b.backups != nil {
-			if err := b.retry(ctx, "pushing late chunks again", b.pushBackups); err != nil {
+			err := b.retry(ctx, "pushing late chunks again", b.pushBackups)
+			var refused redis.Error
+			switch {
+			case errors.As(err, &refused) && !errors.Is(err, redis.Nil):
+				b.backups = nil // Redis refused them (a user without +lpos): no backup chunks for this batch
+			case err != nil:
 				return nil, err
 			}
 		}
