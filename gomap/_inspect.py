@@ -360,18 +360,19 @@ class Inspector:
 
         return self._call(read)
 
-    def workers(self) -> list[Slot]:
-        """Every Resque worker id in ``<ns>workers``: gomap's slots and any other Resque worker."""
+    def workers(self, processes: Sequence[Process] | None = None) -> list[Slot]:
+        """Every Resque worker id in ``<ns>workers``: gomap's slots and any other Resque worker.
+        ``processes`` (as ``processes()`` returns them, when read already) tell gomap's apart."""
         r, k = self.client.redis, self.client.keys
-        live = {(p.host, str(p.pid)) for p in self.processes() if p.alive}
+        live = {(p.host, str(p.pid)) for p in (self.processes() if processes is None else processes) if p.alive}
 
         def read() -> tuple[list[str], list[Any], dict[Any, Any], Any]:
             ids = sorted(_text(w) for w in r.smembers(k.workers()))
             pipe = r.pipeline(transaction=False)
             for w in ids:
-                pipe.get(k.ns + "worker:" + w)
+                pipe.get(k.worker(w))
             jobs = pipe.execute() if ids else []
-            return ids, jobs, r.hgetall(k.ns + "workers:heartbeat")
+            return ids, jobs, r.hgetall(k.heartbeat())
 
         ids, jobs, beats = self._call(read)
         # Heartbeats carry Redis' clock; ages use this machine's (the least-privilege client
@@ -441,7 +442,8 @@ class Inspector:
         except RedisCommandError as e:
             batches_error = f"not read: {e}"
         requeued, pruned = self.counters()
-        queues, slots, processes = self.queues(), self.workers(), self.processes()
+        queues, processes = self.queues(), self.processes()
+        slots = self.workers(processes)
         k = self.client.keys
         served = {s for p in processes if p.alive for q in p.queues for s in shard_names(k, q, p.shards)}
         served |= {q for s in slots if not s.gomap and not s.stale for q in s.queues}  # Ruby's, Node's
@@ -508,7 +510,7 @@ class Inspector:
 
     def failed_count(self) -> int:
         r, k = self.client.redis, self.client.keys
-        return int(self._call(lambda: r.llen(k.ns + "failed")))
+        return int(self._call(lambda: r.llen(k.failed())))
 
     def failed(self, offset: int = 0, limit: int = FAILED_PAGE, where: FailedFilter | None = None) -> list[Failed]:
         """Failed entries from ``offset`` (a list index), at most ``limit`` of them; with
@@ -535,7 +537,7 @@ class Inspector:
 
     def _page(self, start: int, n: int) -> list[Failed]:
         r, k = self.client.redis, self.client.keys
-        raws = self._call(lambda: r.lrange(k.ns + "failed", start, start + n - 1))
+        raws = self._call(lambda: r.lrange(k.failed(), start, start + n - 1))
         return [_failed(start + i, raw) for i, raw in enumerate(raws)]
 
     def retry(self, index: int) -> Failed:
@@ -560,7 +562,7 @@ class Inspector:
         r, k = self.client.redis, self.client.keys
         updated = dict(entry.raw, retried_at=resque_time())
         job = json.dumps(payload, separators=(",", ":"))
-        key = k.ns + "failed"
+        key = k.failed()
 
         def op() -> None:
             # retried_at is set only if the entry is still the one read (the list may have moved).
@@ -576,7 +578,7 @@ class Inspector:
     def remove(self, index: int) -> Failed:
         """Remove failed entry ``index``, as Resque does: LSET to a sentinel, then LREM it."""
         entry = self.failed_one(index)
-        r, key = self.client.redis, self.client.keys.ns + "failed"
+        r, key = self.client.redis, self.client.keys.failed()
         sentinel = f"gomap-removing-{uuid.uuid4().hex}"
         removed = self._call(lambda: r.eval(REMOVE_FAILED_SCRIPT, 1, key, index, entry.stored, sentinel))
         if not removed:
@@ -585,7 +587,7 @@ class Inspector:
 
     def clear(self) -> int:
         """Delete every failed entry; returns how many there were."""
-        r, key = self.client.redis, self.client.keys.ns + "failed"
+        r, key = self.client.redis, self.client.keys.failed()
 
         def op() -> int:
             pipe = r.pipeline(transaction=False)

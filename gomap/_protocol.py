@@ -89,9 +89,6 @@ class Keys:
         """gomap's counters: ``requeued`` (jobs the reaper put back), ``pruned`` (dead Resque worker ids removed)."""
         return self.ns + "gomap:stat:" + name
 
-    def requeues(self, q: str) -> str:
-        return self.ns + "gomap:requeues:{" + self.queue(q) + "}"
-
     def failed(self) -> str:
         return self.ns + "failed"
 

@@ -87,7 +87,10 @@ func (w *Worker) takeToken(ctx context.Context) bool {
 	}
 	w.disarm()
 	w.refill(ctx)
-	waitAhead := true // until a wait fails: then the next token's reserve handles it, with its backoff
+	// Until a wait fails: then the next token's reserve handles it, with its
+	// backoff. With ExitOnComplete no wait is ever armed, so that a poll of
+	// every queue that finds nothing means the queues are empty.
+	waitAhead := !w.cfg.ExitOnComplete
 	for {
 		switch {
 		case waitAhead && w.ahead() > len(w.stash):
@@ -141,11 +144,6 @@ func (w *Worker) armAll(ctx context.Context) error {
 // first on any queue within Interval.
 func (w *Worker) reserve(ctx context.Context) (*reserved, error) {
 	w.checkPauses(ctx)
-	if w.cfg.ExitOnComplete && w.anyArmed() {
-		// Waits armed to reserve ahead (takeToken): with none armed, an empty
-		// poll of every queue means the queues are empty.
-		w.disarm()
-	}
 	w.drainWaits()
 	if j := w.unstash(); j != nil {
 		return j, nil

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -21,24 +20,10 @@ func TestMapPushesAChunkThatNeverCameBackAgain(t *testing.T) {
 	ctx := context.Background()
 	rdb := srv.Client()
 	ins := c.Inspect()
-	if err := ins.Pause(ctx, "sampleadd"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
-		ps, err := ins.Processes(ctx)
-		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleadd"})
-	})
-	type result struct {
-		got []int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		got, err := client.MapAs[int](ctx, c, "sampleadd", pairs(40), &client.MapOptions{ChunkSize: 10})
-		done <- result{got, err}
-	}()
+	pauseQueue(t, ins, "sampleadd")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res := mapAsync(ctx, c, "sampleadd", pairs(40), &client.MapOptions{ChunkSize: 10})
 	queue := protocol.NewKeys("").Queue("sampleadd")
 	redistest.Eventually(t, 10*time.Second, "the 4 chunks wait on the queue", func() bool {
 		return rdb.LLen(ctx, queue).Val() == 4
@@ -50,18 +35,6 @@ func TestMapPushesAChunkThatNeverCameBackAgain(t *testing.T) {
 	if err := ins.Resume(ctx, "sampleadd"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r := <-done:
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		for i, v := range r.got {
-			if v != 3*i {
-				t.Fatalf("result %d = %d", i, v)
-			}
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Map waited for the chunk that never came back")
-	}
+	checkSums(t, await(t, res, 20*time.Second)) // longer: Map waited for the chunk that never came back
 	assertNoBatchKeys(t, srv)
 }

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,25 +26,10 @@ func TestMapSpreadsChunksOverTheShards(t *testing.T) {
 	if err != nil || len(procs) != 1 || procs[0].Shards != 3 {
 		t.Fatalf("workers %+v, %v: want one that serves 3 shards", procs, err)
 	}
-	if err := ins.Pause(ctx, "sampleadd"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
-		ps, err := ins.Processes(ctx)
-		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleadd"})
-	})
-
-	type result struct {
-		got []int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		got, err := client.MapAs[int](ctx, c, "sampleadd", pairs(90), &client.MapOptions{ChunkSize: 10})
-		done <- result{got, err}
-	}()
+	pauseQueue(t, ins, "sampleadd")
+	mapCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res := mapAsync(mapCtx, c, "sampleadd", pairs(90), &client.MapOptions{ChunkSize: 10})
 	keys := protocol.NewKeys("")
 	shards := keys.Shards("sampleadd", 3)
 	masters := map[string]bool{}
@@ -68,24 +54,10 @@ func TestMapSpreadsChunksOverTheShards(t *testing.T) {
 	if err := ins.Resume(ctx, "sampleadd"); err != nil {
 		t.Fatal(err)
 	}
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	for i, v := range r.got {
-		if v != 3*i {
-			t.Fatalf("result %d = %d", i, v)
-		}
-	}
+	checkSums(t, await(t, res, 30*time.Second))
 
 	// Plain jobs, opted in, go round the shards too; the worker runs them all.
-	if err := ins.Pause(ctx, "sampleupper"); err != nil {
-		t.Fatal(err)
-	}
-	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
-		ps, err := ins.Processes(ctx)
-		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{"sampleupper"})
-	})
+	pauseQueue(t, ins, "sampleupper")
 	before, err := ins.Stats(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +85,30 @@ func TestMapSpreadsChunksOverTheShards(t *testing.T) {
 		s, err := ins.Stats(ctx)
 		return err == nil && s.Processed >= before.Processed+30
 	})
+}
+
+// pauseQueue pauses queue and waits until the one live worker took note.
+func pauseQueue(t *testing.T, ins *client.Inspector, queue string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := ins.Pause(ctx, queue); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, "the worker took note of the pause", func() bool {
+		ps, err := ins.Processes(ctx)
+		return err == nil && len(ps) == 1 && slices.Equal(ps[0].Paused, []string{queue})
+	})
+}
+
+// checkSums checks a Map of sampleadd over pairs(n): item i is 3i.
+func checkSums(t *testing.T, r mapResult) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for i, v := range r.out {
+		if string(v) != strconv.Itoa(3*i) {
+			t.Fatalf("result %d = %s, want %d", i, v, 3*i)
+		}
+	}
 }
